@@ -84,11 +84,11 @@ def generate_split(out_dir, split: str, num_videos: int, seed: int, cfg: WorldCo
             atomic_write_text(out / name, "".join(dumps_json(r) + "\n" for r in records))
         else:
             atomic_write_json(out / name, records)
-    summary = {"out_dir": os.fspath(out), "split": split, "seed": seed, "num_videos": num_videos,
-               "files": list(TASK_FILES), "counts": {k: len(v) for k, v in tasks.items()},
-               **necessity_stats(tasks["region_qa.json"])}
+    summary = {"split": split, "seed": seed, "num_videos": num_videos, "files": list(TASK_FILES),
+               "counts": {k: len(v) for k, v in tasks.items()}, **necessity_stats(tasks["region_qa.json"])}
+    # No paths or times in the file: the same arguments give the same bytes wherever they are written.
     atomic_write_json(out / "world.json", {"config": config, "summary": summary})
-    return summary
+    return {"out_dir": os.fspath(out), **summary}
 
 
 def _jsonable(d: dict) -> dict:

@@ -73,5 +73,6 @@ def inner_radius(shape: str, radius: float) -> float:
     pts = OUTLINES[shape]
     edges = np.roll(pts, -1, 0) - pts
     # distance from the origin to each edge's line (these outlines are star-shaped around the origin)
-    dist = np.abs(np.cross(edges, pts)) / np.linalg.norm(edges, axis=1)
+    cross = edges[:, 0] * pts[:, 1] - edges[:, 1] * pts[:, 0]
+    dist = np.abs(cross) / np.linalg.norm(edges, axis=1)
     return float(dist.min() * radius)

@@ -18,7 +18,8 @@ PALETTE = [(255, 80, 80), (80, 255, 120), (90, 140, 255), (255, 230, 60), (230, 
 
 
 def draw_ground_truth(frames: np.ndarray, gt: dict, scale: int = 4) -> np.ndarray:
-    """(T, H, W, 3) frames -> (T, H*scale, W*scale, 3) with every object's visible mask and amodal box drawn."""
+    """(T, H, W, 3) frames -> (T, H*scale, W*scale, 3) with every object's visible mask outlined and its amodal box
+    drawn (outlines only: a tint would change the colours the questions are about)."""
     T, H, W, _ = frames.shape
     out = np.repeat(np.repeat(frames, scale, 1), scale, 2).copy()
     for o in gt["objects"]:
@@ -29,9 +30,8 @@ def draw_ground_truth(frames: np.ndarray, gt: dict, scale: int = 4) -> np.ndarra
             if fr["segmentation"] is not None:
                 m = rle_to_mask(fr["segmentation"]).astype(np.uint8)
                 big = cv2.resize(m, (W * scale, H * scale), interpolation=cv2.INTER_NEAREST)
-                img[big > 0] = (0.65 * img[big > 0] + 0.35 * np.array(colour)).astype(np.uint8)
                 contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-                cv2.drawContours(img, contours, -1, colour, 1)
+                cv2.drawContours(img, contours, -1, colour, 2)
             if fr["box"] is not None:
                 x1, y1, x2, y2 = (v * scale for v in fr["box"])
                 cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), colour, 1, cv2.LINE_4)
