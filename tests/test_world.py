@@ -205,3 +205,25 @@ def test_demo_renders_ground_truth(tmp_path, capsys):
     for name in ("video.mp4", "ground_truth.mp4", "ground_truth.gif", "index.html"):
         assert (tmp_path / name).stat().st_size > 0
     assert result["questions"] and "<img" in (tmp_path / "index.html").read_text()
+
+
+def test_generated_files_pass_the_format_validators_and_load_as_a_dataset(tmp_path):
+    from regionlm.data import RegionVideoDataset, collate_regions, load
+
+    generate_split(tmp_path, "test", 3, 11, CFG, progress=False)
+    for name, fmt in [("region_qa.json", "canonical"), ("region_qa.json", "videorefer-q"),
+                      ("region_caption.json", "videorefer-d"), ("region_caption.json", "canonical"),
+                      ("video_qa.json", "canonical")]:
+        result = load(tmp_path / name, fmt, num_frames=16)
+        assert result.records and not result.skipped, (name, fmt)
+    qa = json.loads((tmp_path / "region_qa.json").read_text())
+    for q in qa:
+        if "lookalike" in q:
+            assert all(q["lookalike"]["frame_idx"] in region for region in q["lookalike"]["annotation"])
+    ds = RegionVideoDataset(tmp_path / "region_qa.json", num_frames=16)
+    batch = collate_regions([ds[0], ds[1]])
+    assert batch["frames"].shape[1:] == (16, 64, 64, 3)
+    first = qa[0]
+    t = int(first["frame_idx"])
+    want = rle_to_mask(first["annotation"][0][first["frame_idx"]]["segmentation"])
+    assert (batch["masks"][0, 0, t].numpy() == want).all() and batch["given"][0, 0, t]

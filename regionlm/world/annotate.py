@@ -65,7 +65,11 @@ class Annotator:
         f = F.objects[cand.regions[0]]
         look = F.lookalike(f)
         look_answer = cand.answer_for(look) if (cand.answer_for and look) else None
-        differs = look_answer is not None and look_answer != cand.answer
+        frame = self._common_frame(cand.regions)
+        if frame is None:
+            return None
+        look_frame = self._common_frame([look.id] + cand.regions[1:]) if look else None
+        differs = look_answer is not None and look_answer != cand.answer and look_frame is not None
         built = self.options(cand.answer, cand.pool, [look_answer] if differs else [])
         if built is None:
             return None
@@ -73,12 +77,12 @@ class Annotator:
         rec = self._base(f"{self.vid}-q{n}", "region_qa")
         rec.update({
             "Question": cand.question, "type": cand.qtype, "options": opts, "Answer": answer,
-            "frame_idx": str(f.first), "annotation": [self.region(i) for i in cand.regions],
+            "frame_idx": str(frame), "annotation": [self.region(i) for i in cand.regions],
             "object_ids": cand.regions, "template": cand.template,
         })
         if differs:
             la = next(o for o in opts if o[4:] == L.capitalise(look_answer))
-            rec["lookalike"] = {"object_id": look.id, "frame_idx": str(look.first), "Answer": la,
+            rec["lookalike"] = {"object_id": look.id, "frame_idx": str(look_frame), "Answer": la,
                                 "annotation": [self.region(look.id)] + [self.region(i) for i in cand.regions[1:]]}
         shown = cand.question.replace("<region>", "[<region>]")
         rec["conversations"] = [
@@ -86,6 +90,11 @@ class Annotator:
             {"from": "gpt", "value": answer},
         ]
         return rec
+
+    def _common_frame(self, obj_ids: list[int]) -> "int | None":
+        """The first frame where every region is seen: single-frame mode (Bench-Q frame_idx) needs all masks."""
+        frames = set.intersection(*(set(self.F.objects[i].visible_frames) for i in obj_ids))
+        return min(frames) if frames else None
 
     def region_questions(self) -> list[dict]:
         by_type: dict[str, list[dict]] = {t: [] for t in QUESTION_TYPES}
@@ -212,7 +221,7 @@ class Annotator:
 
     def _vqa(self, n, qtype, question, opts, answer) -> dict:
         rec = self._base(f"{self.vid}-v{n}", "video_qa")
-        rec.update({"Question": question, "type": qtype, "options": opts, "Answer": answer,
+        rec.update({"Question": question, "type": qtype, "options": opts, "Answer": answer, "annotation": [],
                     "conversations": [{"from": "human", "value": f"<video>\n{question} {' '.join(opts)}.{MC_SUFFIX}"},
                                       {"from": "gpt", "value": answer}]})
         return rec
