@@ -1,0 +1,1 @@
+"""Evaluation: metrics (``regionlm.eval.metrics``) and benchmarks."""
