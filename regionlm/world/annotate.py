@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..eval.metrics.multiple_choice import build_mc_prompt
 from ..regions import mask_to_rle
 from . import language as L
 from .facts import Facts, ObjectFacts
@@ -11,7 +12,6 @@ from .questions import TEMPLATES, Candidate
 from .spec import COLOURS, QUESTION_TYPES, SHAPES, WorldConfig
 
 LETTERS = "ABCD"
-MC_SUFFIX = " Answer with the option's letter from the given choices directly."
 
 
 @dataclass
@@ -84,9 +84,8 @@ class Annotator:
             la = next(o for o in opts if o[4:] == L.capitalise(look_answer))
             rec["lookalike"] = {"object_id": look.id, "frame_idx": str(look_frame), "Answer": la,
                                 "annotation": [self.region(look.id)] + [self.region(i) for i in cand.regions[1:]]}
-        shown = cand.question.replace("<region>", "[<region>]")
         rec["conversations"] = [
-            {"from": "human", "value": f"<video>\n{shown} {' '.join(opts)}.{MC_SUFFIX}"},
+            {"from": "human", "value": "<video>\n" + build_mc_prompt(cand.question, opts)},
             {"from": "gpt", "value": answer},
         ]
         return rec
@@ -222,7 +221,7 @@ class Annotator:
     def _vqa(self, n, qtype, question, opts, answer) -> dict:
         rec = self._base(f"{self.vid}-v{n}", "video_qa")
         rec.update({"Question": question, "type": qtype, "options": opts, "Answer": answer, "annotation": [],
-                    "conversations": [{"from": "human", "value": f"<video>\n{question} {' '.join(opts)}.{MC_SUFFIX}"},
+                    "conversations": [{"from": "human", "value": "<video>\n" + build_mc_prompt(question, opts)},
                                       {"from": "gpt", "value": answer}]})
         return rec
 

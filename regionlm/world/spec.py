@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..data.videorefer import QUESTION_TYPES  # the five VideoRefer-Bench-Q types
+
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "ring", "hexagon")
 # Shapes that look the same at every rotation: never given a spin (it would be invisible).
 ROUND_SHAPES = frozenset({"circle", "ring"})
@@ -28,13 +30,6 @@ SPLITS = ("train", "val", "test", "holdout")
 SPLIT_STREAM = {"train": 11, "val": 23, "test": 37, "holdout": 53}
 
 WALLS = ("left", "right", "top", "bottom")
-QUESTION_TYPES = (
-    "Basic Questions",
-    "Sequential Questions",
-    "Relationship Questions",
-    "Reasoning Questions",
-    "Future Predictions",
-)
 
 
 @dataclass

@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, Optional, Sequence
 
+from regionlm.data.videorefer import QUESTION_TYPES
+
 __all__ = [
     "QUESTION_TYPES",
     "ANSWER_SUFFIX",
@@ -35,13 +37,6 @@ __all__ = [
     "score_multiple_choice",
 ]
 
-QUESTION_TYPES = (
-    "Basic Questions",
-    "Sequential Questions",
-    "Relationship Questions",
-    "Reasoning Questions",
-    "Future Predictions",
-)
 ANSWER_SUFFIX = ". Answer with the option's letter from the given choices directly."
 
 _PAREN_LETTER = re.compile(r"\(([A-Z])\)")
