@@ -10,6 +10,7 @@ from .errors import RegionLMError
 
 def build_parser() -> argparse.ArgumentParser:
     from .data import cli as data_cli
+    from .eval import cli as eval_cli
     from .world import cli as world_cli
     from . import demo
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     world_cli.add_parser(sub)
     data_cli.add_parser(sub)
+    eval_cli.add_parser(sub)
     demo.add_parser(sub)
     return parser
 
