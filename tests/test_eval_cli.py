@@ -1,6 +1,5 @@
 """`regionlm eval` end to end on a tiny generated RegionWorld split, and its one-line argument errors."""
 
-import argparse
 import json
 
 import pytest
@@ -10,15 +9,10 @@ from regionlm.world import generate_split
 
 
 def regionlm_eval(argv):
-    """`regionlm eval ARGS` through the top-level CLI once it has the command, else through eval's own parser."""
+    """`regionlm eval ARGS` through the top-level CLI."""
     from regionlm import cli
 
-    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    if "eval" in sub.choices:
-        return cli.main(["eval", *argv])
-    from regionlm.eval.cli import main
-
-    return main(argv)
+    return cli.main(["eval", *argv])
 
 
 @pytest.fixture(scope="module")

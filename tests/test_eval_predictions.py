@@ -1,6 +1,5 @@
 """`regionlm eval --predictions FILE`: scoring other systems' outputs on hand-written and real data."""
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -15,15 +14,10 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def regionlm_eval(argv):
-    """`regionlm eval ARGS` through the top-level CLI once it has the command, else through eval's own parser."""
+    """`regionlm eval ARGS` through the top-level CLI."""
     from regionlm import cli
 
-    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    if "eval" in sub.choices:
-        return cli.main(["eval", *argv])
-    from regionlm.eval.cli import main
-
-    return main(argv)
+    return cli.main(["eval", *argv])
 
 
 def write_jsonl(path, records):

@@ -183,25 +183,3 @@ def run(args) -> int:
         print(f"wrote {out / 'results.json'} and {out / 'report.md'}")
         print(format_table(results))
     return 0
-
-
-def main(argv=None) -> int:
-    """`python -m regionlm.eval.cli --benchmark ...`: the eval command alone, with the error policy of
-    regionlm.cli (a user error is one line on stderr and exit code 2)."""
-    import sys
-
-    parser = argparse.ArgumentParser(prog="regionlm")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except RegionLMError as err:
-        print(f"regionlm: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("regionlm: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
