@@ -2,10 +2,10 @@
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA
 
 from regionlm.data.cli import add_parser
 from regionlm.errors import RegionLMError
@@ -84,7 +84,7 @@ def test_validate_option_and_format_errors(files, tmp_path, capsys):
 
 
 def test_validate_real_vot_folder(capsys):
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vot15-bag"
+    path = DATA / "vot15-bag"
     if not path.exists():
         pytest.skip("real test data not available")
     assert run(["data", "validate", str(path), "--format", "vot"]) == 0

@@ -11,14 +11,7 @@ from regionlm.data import load, load_davis, load_davis_sequence, load_sav
 from regionlm.errors import DataFormatError
 from regionlm.regions import mask_to_rle
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def real(name):
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"real test data {path} not available")
-    return path
+from shared_data import DATA, real
 
 
 # ----------------------------------------------------------------- DAVIS

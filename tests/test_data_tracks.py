@@ -11,14 +11,7 @@ from PIL import Image
 from regionlm.data import load, load_elysium, load_ref45k, load_sot, load_sot_sequence, load_vot, polygons_to_xywh
 from regionlm.errors import DataFormatError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def real(name):
-    path = DATA / name
-    if not path.exists():
-        pytest.skip(f"real test data {path} not available")
-    return path
+from shared_data import DATA, real
 
 
 # ----------------------------------------------------------------- Elysium

@@ -10,7 +10,9 @@ import pytest
 from regionlm.regions import mask_to_rle
 from regionlm.world import generate_split
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_data import DATA
+
+DATA = DATA
 
 
 def regionlm_eval(argv):
@@ -184,11 +186,11 @@ def test_lasot_first_frame_baseline_reads_frames_when_there(lasot, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- real data
-@pytest.mark.skipif(not (SHARED_DATA / "davis-car-shadow").is_dir(), reason="shared data not available")
+@pytest.mark.skipif(not (DATA / "davis-car-shadow").is_dir(), reason="shared data not available")
 def test_davis_ground_truth_gives_jf_100(tmp_path):
     from regionlm.data import load
 
-    data = SHARED_DATA / "davis-car-shadow"
+    data = DATA / "davis-car-shadow"
     seq = load(data, "davis").records[0]
     lines = [{"id": seq.name, "masks": {str(k): [mask_to_rle(m) for m in seq.masks[k]] for k in seq.object_ids}}]
     m = score("davis", data, write_jsonl(tmp_path / "p.jsonl", lines), tmp_path / "out")["metrics"]
@@ -199,11 +201,11 @@ def test_davis_ground_truth_gives_jf_100(tmp_path):
     assert score("davis", data, tmp_path / "results", tmp_path / "out2")["metrics"]["jf_mean"] == 100.0
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "vot15-bag").is_dir(), reason="shared data not available")
+@pytest.mark.skipif(not (DATA / "vot15-bag").is_dir(), reason="shared data not available")
 def test_vot_ground_truth_as_predictions(tmp_path):
     from regionlm.data import load
 
-    data = SHARED_DATA / "vot15-bag"
+    data = DATA / "vot15-bag"
     seq = load(data, "vot").records[0]
     lines = [{"id": seq.name, "boxes": seq.boxes_xywh.tolist()}]
     m = score("vot", data, write_jsonl(tmp_path / "p.jsonl", lines), tmp_path / "out")["metrics"]

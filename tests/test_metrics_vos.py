@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,7 +13,7 @@ from regionlm.eval.metrics.vos import (
     masks_from_label_maps,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_data import DATA
 DAVIS_MASKS = DATA / "davis-car-shadow" / "masks"
 
 

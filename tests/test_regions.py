@@ -1,8 +1,8 @@
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -320,7 +320,7 @@ def test_validate_frame():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' decode under numpy 2
 def test_real_sav_masks_match_pycocotools():
-    path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sav_000001_manual.json"
+    path = DATA / "sav_000001_manual.json"
     if not path.exists():
         pytest.skip(f"{path} not available")
     sav = json.loads(path.read_text())

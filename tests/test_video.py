@@ -1,6 +1,5 @@
 import os
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
@@ -10,7 +9,9 @@ from PIL import Image
 from regionlm.errors import RegionLMError, VideoError
 from regionlm.video import VideoReader, read_video, sample_indices, write_gif, write_video
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from shared_data import DATA
+
+DATA = DATA
 N, H, W = 40, 48, 64
 
 
@@ -295,7 +296,7 @@ def test_sample_errors(kwargs, words):
 
 # ---------------------------------------------------------------------- real data (read-only)
 def test_real_mp4():
-    path = SHARED / "bedroom.mp4"
+    path = DATA / "bedroom.mp4"
     if not path.exists():
         pytest.skip(f"{path} not available")
     ref = decode_all(path)
@@ -309,7 +310,7 @@ def test_real_mp4():
 
 
 def test_real_frame_folder():
-    path = SHARED / "davis-car-shadow" / "frames"
+    path = DATA / "davis-car-shadow" / "frames"
     if not path.exists():
         pytest.skip(f"{path} not available")
     with VideoReader(path, folder_fps=24) as r:
