@@ -7,14 +7,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
-from ..data.io import atomic_write_json, atomic_write_text, dumps_json
+from ..data.io import atomic_write_json, atomic_write_jsonl
 from ..errors import RegionLMError
 from .annotate import Annotator, VideoAnnotations
 from .facts import Facts
 from .render import Rendering, render
-from .simulate import Scene, sample_scene, scene_rng
+from .simulate import Scene, annotation_rng, sample_scene
 from .spec import SPLITS, WorldConfig
 
 TASK_FILES = ("region_qa.json", "region_caption.json", "sot.jsonl", "rsot.jsonl", "reg.jsonl", "video_qa.json",
@@ -35,8 +33,7 @@ def make_video(seed: int, split: str, index: int, cfg: WorldConfig, video_path: 
     scene = sample_scene(seed, split, index, cfg)
     r = render(scene, cfg.noise_std)
     vid = video_name(split, seed, index)
-    # Annotation choices draw from their own stream, so changing a template never moves a scene.
-    rng = np.random.default_rng([seed, 7, index, len(split)])
+    rng = annotation_rng(seed, split, index)
     notes = Annotator(Facts(scene, r), video_path or f"videos/{vid}.mp4", vid, rng, cfg).all()
     return scene, r, notes
 
@@ -81,7 +78,7 @@ def generate_split(out_dir, split: str, num_videos: int, seed: int, cfg: WorldCo
         if name == "ground_truth.json":
             atomic_write_json(out / name, {"config": config, "videos": records})
         elif name.endswith(".jsonl"):
-            atomic_write_text(out / name, "".join(dumps_json(r) + "\n" for r in records))
+            atomic_write_jsonl(out / name, records)
         else:
             atomic_write_json(out / name, records)
     summary = {"split": split, "seed": seed, "num_videos": num_videos, "files": list(TASK_FILES),
@@ -96,4 +93,4 @@ def _jsonable(d: dict) -> dict:
             for k, v in d.items()}
 
 
-__all__ = ["generate_split", "make_video", "necessity_stats", "scene_rng", "TASK_FILES", "video_name"]
+__all__ = ["generate_split", "make_video", "necessity_stats", "TASK_FILES", "video_name"]

@@ -71,6 +71,11 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLIT_STREAM[split], index])
 
 
+def annotation_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """Annotation choices draw from their own stream, so changing a template never moves a scene."""
+    return np.random.default_rng([seed, SPLIT_STREAM[split], index, 1])
+
+
 def _sample_attributes(rng, n: int, split: str, cfg: WorldConfig) -> list[tuple[str, str, str]]:
     """(shape, colour, size) per object. Always one look-alike pair; holdout videos always hold a held-out combo."""
     holdout = sorted(cfg.holdout_combos)

@@ -13,6 +13,7 @@ A model only implements the methods of the tasks it can do.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional, Protocol, runtime_checkable
@@ -82,7 +83,7 @@ class BenchmarkOptions:
     judge_cache: Optional[Path] = None  # where judge replies are kept between runs (slow or paid judges)
 
 
-class Benchmark:
+class Benchmark(ABC):
     """Base class. Subclasses set the class attributes and implement ``load``, ``samples`` and ``score``."""
 
     name: ClassVar[str] = ""
@@ -102,17 +103,17 @@ class Benchmark:
             raise RegionLMError(f"--data is required for {self.name}: give {self.data_help}")
         return Path(self.options.data)
 
+    @abstractmethod
     def load(self) -> list:
         """The benchmark's items (questions, sequences, ...), in a fixed order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def samples(self, items: list) -> list:
         """The Samples to ask for these items (world-q asks two per look-alike question)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def score(self, items: list, predictions: dict) -> Scores:
         """Metrics from ``predictions``: sample id -> the system's (normalised) output."""
-        raise NotImplementedError
 
     def random_answer(self, sample: Sample, rng) -> str:
         """The random baseline's answer; multiple choice picks an option, other text tasks override this."""
