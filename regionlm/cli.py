@@ -8,19 +8,26 @@ import sys
 from .errors import RegionLMError
 
 
+# Each module registers its commands with ``add_parser(sub)``; listed in the order `regionlm --help` shows them.
+COMMAND_MODULES = (
+    "regionlm.world.cli",
+    "regionlm.data.cli",
+    "regionlm.objects.cli",
+    "regionlm.train.cli",
+    "regionlm.model.cli",
+    "regionlm.eval.cli",
+    "regionlm.demo",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .data import cli as data_cli
-    from .eval import cli as eval_cli
-    from .world import cli as world_cli
-    from . import demo
+    import importlib
 
     parser = argparse.ArgumentParser(prog="regionlm", description="Region-level video understanding")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    world_cli.add_parser(sub)
-    data_cli.add_parser(sub)
-    eval_cli.add_parser(sub)
-    demo.add_parser(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

@@ -1,0 +1,208 @@
+"""Context connectors: vision features (B, T, h, w, C) -> context tokens (B, N, D) for the language model.
+
+Each connector is a reduction (pooling, 3-D convolution or token selection) followed by a projector (MLP). Region
+encoders reuse both halves through three methods, so a region is projected exactly like the visual tokens:
+
+* ``reduce_maps(maps, out)``: per-cell maps (B, T, h, w, K) -> (B, N, K), each token's average over the cells
+  it covers (masks -> per-token coverage, for the guide head's labels);
+* ``project_residual(fmap, out)``: a feature-space map (B, T, h, w, C) -> (B, N, D) through the same reduction and
+  projector, minus the projection of zero, so it is exactly zero on tokens whose cells are all zero;
+* ``project(v)``: a feature-space vector (..., C) -> (..., D), as if it filled a token's whole receptive field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+
+CONNECTOR_REGISTRY: dict[str, type] = {}
+
+
+def register_connector(name: str):
+    def wrap(cls):
+        cls.name = name
+        CONNECTOR_REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_connector(config, vision_dim: int, text_dim: int) -> "Connector":
+    return CONNECTOR_REGISTRY[config.connector](config, vision_dim, text_dim)
+
+
+@dataclass
+class ContextOutput:
+    tokens: torch.Tensor  # (B, N, D)
+    frame_index: torch.Tensor  # (N,) first frame each token covers
+    state: dict = field(default_factory=dict)  # what reduce_maps / project_residual need (e.g. selected cells)
+
+
+class Projector(nn.Module):
+    """LLaVA's two-layer MLP."""
+
+    def __init__(self, in_dim: int, out_dim: int, act: str = "gelu"):
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, out_dim)
+        self.act = ACT2FN[act]
+        self.fc2 = nn.Linear(out_dim, out_dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Connector(nn.Module):
+    name = "base"
+
+    def __init__(self, config, vision_dim: int, text_dim: int):
+        super().__init__()
+        self.config = config
+        self.projector = Projector(vision_dim, text_dim, config.projector_hidden_act)
+
+    def forward(self, features: torch.Tensor) -> ContextOutput:
+        raise NotImplementedError
+
+    def reduce_maps(self, maps: torch.Tensor, out: ContextOutput) -> torch.Tensor:
+        raise NotImplementedError
+
+    def project_residual(self, fmap: torch.Tensor, out: ContextOutput) -> torch.Tensor:
+        raise NotImplementedError
+
+    def project(self, v: torch.Tensor) -> torch.Tensor:
+        return self.projector(v)
+
+    def _minus_zero(self, x: torch.Tensor) -> torch.Tensor:
+        """projector(x) - projector(0): a projection that keeps zero at zero."""
+        return self.projector(x) - self.projector(torch.zeros_like(x[..., :1, :]))
+
+
+def _pool_cells(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, T, h, w, C) -> (B, T, ceil(h/s), ceil(w/s), C) average pooling; partial windows average what they
+    cover."""
+    b, t, h, w, c = x.shape
+    y = x.permute(0, 1, 4, 2, 3).reshape(b * t, c, h, w)
+    y = F.avg_pool2d(y, stride, stride, ceil_mode=True, count_include_pad=False)
+    return y.reshape(b, t, c, y.shape[-2], y.shape[-1]).permute(0, 1, 3, 4, 2)
+
+
+@register_connector("pool")
+class PoolConnector(Connector):
+    """Spatial average pooling (stride ``pool_stride``) + MLP, per frame."""
+
+    def forward(self, features):
+        pooled = _pool_cells(features, self.config.pool_stride)
+        b, t, h, w, c = pooled.shape
+        tokens = self.projector(pooled.reshape(b, t * h * w, c))
+        frame_index = torch.arange(t, device=features.device).repeat_interleave(h * w)
+        return ContextOutput(tokens, frame_index)
+
+    def reduce_maps(self, maps, out):
+        pooled = _pool_cells(maps, self.config.pool_stride)
+        return pooled.reshape(maps.shape[0], -1, maps.shape[-1])
+
+    def project_residual(self, fmap, out):
+        return self._minus_zero(self.reduce_maps(fmap, out))
+
+
+@register_connector("stc")
+class STCConnector(Connector):
+    """VideoLLaMA2-style spatial-temporal convolution: a 3-D convolution with kernel = stride
+    (``stc_temporal_stride`` frames x ``pool_stride``^2 cells) downsamples space and time, then the MLP.
+    Clips whose length is not a multiple of the temporal stride are padded by repeating the last frame."""
+
+    def __init__(self, config, vision_dim, text_dim):
+        super().__init__(config, vision_dim, text_dim)
+        k = (config.stc_temporal_stride, config.pool_stride, config.pool_stride)
+        self.conv = nn.Conv3d(vision_dim, vision_dim, kernel_size=k, stride=k)
+
+    def _pad(self, x):
+        b, t, h, w, c = x.shape
+        kt, ks = self.config.stc_temporal_stride, self.config.pool_stride
+        pt, ph, pw = (-t) % kt, (-h) % ks, (-w) % ks
+        if pt:
+            x = torch.cat([x, x[:, -1:].expand(b, pt, h, w, c)], dim=1)
+        if ph or pw:
+            x = F.pad(x, (0, 0, 0, pw, 0, ph))
+        return x
+
+    def _conv(self, x, bias=True):
+        y = F.conv3d(self._pad(x).permute(0, 4, 1, 2, 3), self.conv.weight, self.conv.bias if bias else None,
+                     stride=self.conv.stride)
+        return y.permute(0, 2, 3, 4, 1)  # (B, T', h', w', C)
+
+    def forward(self, features):
+        y = self._conv(features)
+        b, t, h, w, c = y.shape
+        tokens = self.projector(y.reshape(b, t * h * w, c))
+        frame_index = (torch.arange(t, device=features.device) * self.config.stc_temporal_stride)
+        return ContextOutput(tokens, frame_index.repeat_interleave(h * w))
+
+    def reduce_maps(self, maps, out):
+        x = self._pad(maps)
+        k = self.conv.kernel_size
+        y = F.avg_pool3d(x.permute(0, 4, 1, 2, 3), k, k).permute(0, 2, 3, 4, 1)
+        return y.reshape(maps.shape[0], -1, maps.shape[-1])
+
+    def project_residual(self, fmap, out):
+        y = self._conv(fmap, bias=False)
+        return self._minus_zero(y.reshape(fmap.shape[0], -1, y.shape[-1]))
+
+    def project(self, v):
+        # The convolution of a constant field v: the kernel summed over its taps, applied to v, plus the bias.
+        w = self.conv.weight.sum(dim=(2, 3, 4))  # (C_out, C_in)
+        return self.projector(F.linear(v, w, self.conv.bias))
+
+
+@register_connector("t_selector")
+class TSelectorConnector(Connector):
+    """Elysium's T-Selector: an MLP gate scores every cell of a frame; the top ``t_selector_keep`` cells per frame
+    are kept, in raster order, and projected.
+
+    Top-k is not differentiable, so the gate is trained with a straight-through estimator: each kept token is
+    multiplied by ``1 + s - stop_grad(s)`` where ``s = sigmoid(gate score)``. The forward value is unchanged (x 1);
+    the backward pass gives the gate the gradient it would get if the token were scaled by its own score, so cells
+    whose features lower the loss are pushed up the ranking.
+    """
+
+    def __init__(self, config, vision_dim, text_dim):
+        super().__init__(config, vision_dim, text_dim)
+        self.gate = nn.Sequential(nn.Linear(vision_dim, max(vision_dim // 4, 1)), nn.GELU(),
+                                  nn.Linear(max(vision_dim // 4, 1), 1))
+
+    def forward(self, features):
+        b, t, h, w, c = features.shape
+        cells = features.reshape(b, t, h * w, c)
+        scores = self.gate(cells).squeeze(-1)  # (B, T, hw)
+        k = min(self.config.t_selector_keep, h * w)
+        index = scores.topk(k, dim=-1).indices.sort(dim=-1).values  # raster order within each frame
+        kept = cells.gather(2, index[..., None].expand(b, t, k, c))
+        s = torch.sigmoid(scores.gather(2, index))
+        kept = kept * (1 + s - s.detach())[..., None]
+        tokens = self.projector(kept.reshape(b, t * k, c))
+        frame_index = torch.arange(t, device=features.device).repeat_interleave(k)
+        return ContextOutput(tokens, frame_index, {"index": index, "scores": scores})
+
+    def _gather(self, maps, out):
+        b, t, h, w, k_ = maps.shape
+        index = out.state["index"]
+        kept = maps.reshape(b, t, h * w, k_).gather(2, index[..., None].expand(*index.shape, k_))
+        return kept.reshape(b, -1, k_)
+
+    def reduce_maps(self, maps, out):
+        return self._gather(maps, out)
+
+    def project_residual(self, fmap, out):
+        return self._minus_zero(self._gather(fmap, out))
+
+
+def context_grid(config, num_frames: int) -> tuple:
+    """(frames, rows, cols) of the pool/stc token layout, for tests and plots."""
+    g = math.ceil(config.grid_size / config.pool_stride)
+    if config.connector == "stc":
+        return math.ceil(num_frames / config.stc_temporal_stride), g, g
+    return num_frames, g, g

@@ -1,0 +1,175 @@
+"""RegionLMForConditionalGeneration: vision tower -> context connector -> (region encoder) -> causal LM.
+
+One splice, no per-design branches: the processor has already expanded every placeholder to the number of tokens
+the config says (``<video>`` -> context tokens, ``<region>`` -> region tokens, ``<obj>`` -> object tokens), so the
+model only fills those positions, in order, with what the connector and the region encoder return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .config import RegionLMConfig
+from .connectors import build_connector
+from .region.base import RegionInputs, build_region_encoder
+
+
+@dataclass
+class RegionLMOutput(ModelOutput):
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    lm_loss: Optional[torch.Tensor] = None
+    aux_loss: Optional[torch.Tensor] = None
+    past_key_values: Optional[object] = None
+
+
+class RegionLMPreTrainedModel(PreTrainedModel):
+    config_class = RegionLMConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules: list = []
+
+    def _init_weights(self, module):
+        # Only the parts this file adds; the vision tower and the LM initialise themselves.
+        std = 0.02
+        if isinstance(module, (nn.Linear, nn.Conv3d)):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def _vision_dim(config) -> int:
+    return int(getattr(config.vision_config, "hidden_size"))
+
+
+class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
+    def __init__(self, config: RegionLMConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.connector = build_connector(config, _vision_dim(config), int(config.text_config.hidden_size))
+        self.region_encoder = build_region_encoder(config, self.connector)
+        self.post_init()
+
+    # ------------------------------------------------------------ parts
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.language_model.get_output_embeddings()
+
+    def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, S, S) -> (B, T, h, w, C) features of ``vision_feature_layer``."""
+        b, t = pixel_values.shape[:2]
+        out = self.vision_tower(pixel_values=pixel_values.flatten(0, 1), output_hidden_states=True)
+        hidden = out.hidden_states[self.config.vision_feature_layer]
+        g = self.config.grid_size
+        if hidden.shape[1] == g * g + 1:  # CLIP-style class token first
+            hidden = hidden[:, 1:]
+        if hidden.shape[1] != g * g:
+            raise ValueError(f"vision tower returned {hidden.shape[1]} tokens per frame, expected {g}x{g}")
+        return hidden.reshape(b, t, g, g, hidden.shape[-1])
+
+    # ------------------------------------------------------------ embedding
+
+    def embed_inputs(self, input_ids, pixel_values=None, region_masks=None, region_given=None, region_valid=None,
+                     object_masks=None, object_valid=None):
+        """Token embeddings with context, region and object tokens spliced in. Returns (embeds, encoding,
+        context mask (B, L) bool)."""
+        cfg = self.config
+        embeds = self.get_input_embeddings()(input_ids)
+        video_pos = input_ids == cfg.video_token_id
+        encoding = None
+        if pixel_values is None:
+            if video_pos.any():
+                raise ValueError("the prompt has <video> tokens but no pixel_values were given")
+            return embeds, encoding, video_pos
+        regions = None
+        if region_masks is not None or object_masks is not None:
+            regions = RegionInputs(region_masks, region_given, region_valid, object_masks, object_valid)
+            pixel_values = self.region_encoder.prepare_pixels(pixel_values, regions)
+        features = self.vision_features(pixel_values.to(self.dtype))
+        context = self.connector(features)
+        tokens = context.tokens
+        if regions is not None:
+            encoding = self.region_encoder(features, regions, context)
+            if encoding.residual is not None:
+                tokens = tokens + encoding.residual
+        embeds = _splice(embeds, video_pos, tokens.flatten(0, 1), "<video>", per_sample=tokens.shape[1])
+        if encoding is not None:
+            for name, token_id, parts in (("<region>", cfg.region_token_id, encoding.region_embeds),
+                                          ("<obj>", cfg.object_token_id, encoding.object_embeds)):
+                pos = input_ids == token_id
+                if parts is None:
+                    if pos.any():
+                        raise ValueError(f"the prompt has {name} tokens but the {cfg.region_encoder} encoder "
+                                         f"gives no embeddings for them")
+                    continue
+                counts = pos.sum(1).tolist()
+                for b, part in enumerate(parts):
+                    if counts[b] != len(part):
+                        raise ValueError(f"sample {b}: {counts[b]} {name} tokens in the prompt, the encoder gave "
+                                         f"{len(part)}")
+                if pos.any():
+                    embeds = _splice(embeds, pos, torch.cat(list(parts)), name)
+        elif (input_ids == cfg.region_token_id).any() or (input_ids == cfg.object_token_id).any():
+            raise ValueError("the prompt has <region>/<obj> tokens but no region or object masks were given")
+        return embeds, encoding, video_pos
+
+    # ------------------------------------------------------------ forward / generate
+
+    def forward(self, input_ids=None, attention_mask=None, pixel_values=None, region_masks=None,
+                region_given=None, region_valid=None, object_masks=None, object_valid=None, labels=None,
+                inputs_embeds=None, past_key_values=None, use_cache=None, **kwargs) -> RegionLMOutput:
+        encoding, video_pos = None, None
+        if inputs_embeds is None:
+            inputs_embeds, encoding, video_pos = self.embed_inputs(
+                input_ids, pixel_values, region_masks, region_given, region_valid, object_masks, object_valid)
+        want_aux = labels is not None and encoding is not None and bool(encoding.aux)
+        out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
+                                  past_key_values=past_key_values, use_cache=use_cache,
+                                  output_hidden_states=want_aux, **kwargs)
+        loss, aux = out.loss, None
+        if want_aux:
+            last = out.hidden_states[-1]
+            n = int(video_pos[0].sum())
+            aux = self.region_encoder.aux_loss(encoding, last[video_pos].reshape(last.shape[0], n, -1))
+            if aux is not None:
+                loss = loss + self.config.guide_alpha * aux
+        return RegionLMOutput(loss=loss, logits=out.logits, lm_loss=out.loss, aux_loss=aux,
+                              past_key_values=getattr(out, "past_key_values", None))
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask=None, pixel_values=None, region_masks=None, region_given=None,
+                 region_valid=None, object_masks=None, object_valid=None, **generate_kwargs):
+        """Greedy/sampled decoding from the spliced prompt; returns only the new token ids (B, L_new)."""
+        embeds, _, _ = self.embed_inputs(input_ids, pixel_values, region_masks, region_given, region_valid,
+                                         object_masks, object_valid)
+        if attention_mask is None:
+            attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
+        return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+
+
+def _splice(embeds: torch.Tensor, positions: torch.Tensor, values: torch.Tensor, name: str,
+            per_sample: Optional[int] = None) -> torch.Tensor:
+    """Put ``values`` (n, D) at the True ``positions`` (B, L), row by row (differentiable in values)."""
+    if per_sample is not None:
+        counts = positions.sum(1)
+        if (counts != per_sample).any():
+            raise ValueError(f"each sample needs {per_sample} {name} tokens for its frames, the prompt has "
+                             f"{counts.tolist()}: the processor and the model config disagree")
+    if int(positions.sum()) != values.shape[0]:
+        raise ValueError(f"{int(positions.sum())} {name} tokens in the batch, {values.shape[0]} embeddings")
+    mask = positions[..., None].expand_as(embeds)
+    return embeds.masked_scatter(mask, values.to(embeds.dtype))
