@@ -36,6 +36,8 @@ class RegionLMConfig(PreTrainedConfig):
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
     vision_feature_layer: int = -1  # hidden state of the vision tower used as features
+    image_mean: tuple = (0.5, 0.5, 0.5)  # the processor's normalisation (SigLIP's); visual marks draw in it
+    image_std: tuple = (0.5, 0.5, 0.5)
 
     # context connector (video tokens)
     connector: str = "pool"

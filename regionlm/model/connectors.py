@@ -77,8 +77,9 @@ class Connector(nn.Module):
         return self.projector(v)
 
     def _minus_zero(self, x: torch.Tensor) -> torch.Tensor:
-        """projector(x) - projector(0): a projection that keeps zero at zero."""
-        return self.projector(x) - self.projector(torch.zeros_like(x[..., :1, :]))
+        """projector(x) - projector(0): a projection that keeps zero at zero (exactly, not up to rounding)."""
+        shifted = self.projector(x) - self.projector(torch.zeros_like(x[..., :1, :]))
+        return torch.where((x != 0).any(-1, keepdim=True), shifted, torch.zeros_like(shifted))
 
 
 def _pool_cells(x: torch.Tensor, stride: int) -> torch.Tensor:

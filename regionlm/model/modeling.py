@@ -58,6 +58,28 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         self.region_encoder = build_region_encoder(config, self.connector)
         self.post_init()
 
+    @classmethod
+    def from_parts(cls, vision_path, lm_path, dtype=None, **config_kwargs) -> "RegionLMForConditionalGeneration":
+        """A RegionLM around real checkpoints in local folders: any HF vision model (a full SigLIP/CLIP checkpoint
+        gives its vision tower) and any HF causal LM (Qwen2, Qwen2.5, ...). The connector and region encoder are
+        new (random); ``config_kwargs`` set the rest of RegionLMConfig (token ids: see the processor)."""
+        from transformers import AutoConfig
+
+        vision = _load_vision_tower(vision_path, dtype)
+        lm = _load_part(AutoModelForCausalLM, lm_path, "a causal language model", dtype)
+        config = RegionLMConfig(vision_config=vision.config.to_dict(), text_config=lm.config.to_dict(),
+                                **config_kwargs)
+        with torch.device("meta"):  # the random vision tower and LM would be thrown away: do not allocate them
+            model = cls(config)
+        model.vision_tower, model.language_model = vision, lm
+        model.connector = build_connector(config, _vision_dim(config), int(config.text_config.hidden_size))
+        model.region_encoder = build_region_encoder(config, model.connector)
+        for part in (model.connector, model.region_encoder):
+            part.apply(model._init_weights)
+        if dtype is not None:
+            model.to(dtype)
+        return model
+
     # ------------------------------------------------------------ parts
 
     def get_input_embeddings(self):
@@ -159,6 +181,38 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones(input_ids.shape, dtype=torch.long, device=input_ids.device)
         return self.language_model.generate(inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs)
+
+
+def _load_part(auto_cls, path, what: str, dtype=None):
+    from pathlib import Path
+
+    from regionlm.errors import RegionLMError
+
+    if not (Path(path) / "config.json").is_file():
+        raise RegionLMError(f"{path}: not a Hugging Face checkpoint folder (no config.json); expected {what}")
+    try:
+        return auto_cls.from_pretrained(path, dtype=dtype)
+    except (ValueError, KeyError) as err:
+        raise RegionLMError(f"{path}: cannot load {what} from this folder ({err})".splitlines()[0]) from None
+
+
+def _load_vision_tower(path, dtype=None):
+    """The vision model of a checkpoint folder; for a dual encoder (SigLIP, CLIP) only its vision half."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from regionlm.errors import RegionLMError
+
+    if not (Path(path) / "config.json").is_file():
+        raise RegionLMError(f"{path}: not a Hugging Face checkpoint folder (no config.json); expected a vision model")
+    cfg = AutoConfig.from_pretrained(path)
+    vision_cfg = getattr(cfg, "vision_config", None) or cfg
+    try:
+        cls = AutoModel._model_mapping[type(vision_cfg)]
+    except KeyError:
+        raise RegionLMError(f"{path}: model_type {cfg.model_type!r} has no vision model class") from None
+    return cls.from_pretrained(path, dtype=dtype)
 
 
 def _splice(embeds: torch.Tensor, positions: torch.Tensor, values: torch.Tensor, name: str,

@@ -1,0 +1,111 @@
+"""The model core: config token counts, connectors, splicing, save/load, generate, real-path parts."""
+
+import math
+
+import pytest
+import torch
+
+from regionlm.errors import RegionLMError
+from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
+from regionlm.model.connectors import build_connector
+
+TINY_VISION = {"model_type": "siglip_vision_model", "vision_use_head": False, "image_size": 32, "patch_size": 8,
+               "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+TINY_TEXT = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300, "tie_word_embeddings": True}
+
+
+def tiny_config(**kw):
+    kw.setdefault("region_encoder", "text_coords")
+    return RegionLMConfig(vision_config=dict(TINY_VISION), text_config=dict(TINY_TEXT), **kw)
+
+
+def prompt_ids(config, num_frames, batch=2):
+    n = config.num_context_tokens(num_frames)
+    row = torch.cat([torch.tensor([10, 11]), torch.full((n,), config.video_token_id), torch.tensor([12, 13, 14])])
+    return row.repeat(batch, 1)
+
+
+@pytest.mark.parametrize("connector", ["pool", "stc", "t_selector"])
+@pytest.mark.parametrize("num_frames", [1, 3, 8])
+def test_connector_token_count_matches_config(connector, num_frames):
+    cfg = tiny_config(connector=connector, t_selector_keep=5)
+    conn = build_connector(cfg, 32, 64)
+    g = cfg.grid_size
+    out = conn(torch.randn(2, num_frames, g, g, 32))
+    assert out.tokens.shape == (2, cfg.num_context_tokens(num_frames), 64)
+    assert out.frame_index.shape == (cfg.num_context_tokens(num_frames),)
+    expected = {"pool": num_frames * math.ceil(g / 2) ** 2,
+                "stc": math.ceil(num_frames / 2) * math.ceil(g / 2) ** 2,
+                "t_selector": num_frames * 5}[connector]
+    assert cfg.num_context_tokens(num_frames) == expected
+    # maps are routed like the features: a map of ones stays ones, a zero feature map gives a zero residual
+    ones = conn.reduce_maps(torch.ones(2, num_frames, g, g, 3), out)
+    assert ones.shape == (2, expected, 3) and torch.allclose(ones, torch.ones_like(ones))
+    zero = conn.project_residual(torch.zeros(2, num_frames, g, g, 32), out)
+    assert zero.shape == (2, expected, 64) and torch.count_nonzero(zero) == 0
+
+
+def test_stc_project_is_the_convolution_of_a_constant_field():
+    cfg = tiny_config(connector="stc")
+    conn = build_connector(cfg, 32, 64)
+    v = torch.randn(32)
+    out = conn(v.expand(1, 4, cfg.grid_size, cfg.grid_size, 32).clone())
+    assert torch.allclose(conn.project(v), out.tokens[0, 0], atol=1e-5)
+
+
+def test_forward_loss_and_splice_checks():
+    cfg = tiny_config()
+    model = RegionLMForConditionalGeneration(cfg)
+    ids = prompt_ids(cfg, 4)
+    out = model(input_ids=ids, pixel_values=torch.randn(2, 4, 3, 32, 32), labels=ids)
+    assert torch.isfinite(out.loss) and out.logits.shape == (*ids.shape, 300)
+    with pytest.raises(ValueError, match="<video> tokens"):  # the prompt was expanded for 4 frames, not 2
+        model(input_ids=ids, pixel_values=torch.randn(2, 2, 3, 32, 32))
+    with pytest.raises(ValueError, match="no pixel_values"):
+        model(input_ids=ids)
+
+
+def test_save_load_round_trip_gives_identical_logits(tmp_path):
+    cfg = tiny_config(connector="t_selector", t_selector_keep=6)
+    model = RegionLMForConditionalGeneration(cfg).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = RegionLMForConditionalGeneration.from_pretrained(tmp_path).eval()
+    ids, pixels = prompt_ids(cfg, 3), torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, pixel_values=pixels).logits,
+                           loaded(input_ids=ids, pixel_values=pixels).logits)
+
+
+def test_generate_returns_new_tokens_only():
+    cfg = tiny_config()
+    model = RegionLMForConditionalGeneration(cfg).eval()
+    ids = prompt_ids(cfg, 2)
+    new = model.generate(ids, pixel_values=torch.randn(2, 2, 3, 32, 32), max_new_tokens=4, do_sample=False)
+    assert new.shape == (2, 4)
+
+
+def test_real_part_classes_load_from_local_folders(tmp_path):
+    from transformers import Qwen2Config, Qwen2ForCausalLM, SiglipConfig, SiglipModel
+
+    vision_cfg = {k: v for k, v in TINY_VISION.items() if k not in ("model_type", "vision_use_head")}
+    siglip = SiglipModel(SiglipConfig(vision_config=vision_cfg, text_config={
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "vocab_size": 100}))
+    siglip.save_pretrained(tmp_path / "siglip")
+    lm = Qwen2ForCausalLM(Qwen2Config(**{k: v for k, v in TINY_TEXT.items() if k != "model_type"}))
+    lm.save_pretrained(tmp_path / "qwen2")
+    model = RegionLMForConditionalGeneration.from_parts(tmp_path / "siglip", tmp_path / "qwen2",
+                                                        region_encoder="text_coords")
+    assert type(model.vision_tower).__name__ == "SiglipVisionModel"
+    assert type(model.language_model).__name__ == "Qwen2ForCausalLM"
+    assert torch.equal(model.language_model.lm_head.weight, lm.lm_head.weight)
+    assert torch.equal(model.vision_tower.embeddings.patch_embedding.weight,
+                       siglip.vision_model.embeddings.patch_embedding.weight)
+    ids = prompt_ids(model.config, 2, batch=1)
+    assert torch.isfinite(model(input_ids=ids, pixel_values=torch.randn(1, 2, 3, 32, 32), labels=ids).loss)
+    with pytest.raises(RegionLMError, match="no config.json"):
+        RegionLMForConditionalGeneration.from_parts(tmp_path, tmp_path / "qwen2")
+    with pytest.raises(RegionLMError, match="cannot load a causal language model"):
+        RegionLMForConditionalGeneration.from_parts(tmp_path / "siglip", tmp_path / "siglip")
