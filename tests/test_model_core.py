@@ -36,7 +36,7 @@ def test_connector_token_count_matches_config(connector, num_frames):
     assert out.tokens.shape == (2, cfg.num_context_tokens(num_frames), 64)
     assert out.frame_index.shape == (cfg.num_context_tokens(num_frames),)
     expected = {"pool": num_frames * math.ceil(g / 2) ** 2,
-                "stc": math.ceil(num_frames / 2) * math.ceil(g / 2) ** 2,
+                "stc": math.ceil(num_frames / 2) * (g // 2) ** 2,
                 "t_selector": num_frames * 5}[connector]
     assert cfg.num_context_tokens(num_frames) == expected
     # maps are routed like the features: a map of ones stays ones, a zero feature map gives a zero residual
@@ -44,6 +44,12 @@ def test_connector_token_count_matches_config(connector, num_frames):
     assert ones.shape == (2, expected, 3) and torch.allclose(ones, torch.ones_like(ones))
     zero = conn.project_residual(torch.zeros(2, num_frames, g, g, 32), out)
     assert zero.shape == (2, expected, 64) and torch.count_nonzero(zero) == 0
+
+
+def test_stc_matches_videorefer_count_on_a_siglip_384_grid():
+    cfg = RegionLMConfig(connector="stc", vision_config={**TINY_VISION, "image_size": 384, "patch_size": 14},
+                         text_config=dict(TINY_TEXT))
+    assert cfg.grid_size == 27 and cfg.num_context_tokens(16) == 1352  # VideoRefer: 16 frames -> 1,352
 
 
 def test_stc_project_is_the_convolution_of_a_constant_field():

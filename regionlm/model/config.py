@@ -91,7 +91,7 @@ class RegionLMConfig(PreTrainedConfig):
         if self.connector == "pool":
             return math.ceil(g / self.pool_stride) ** 2
         if self.connector == "stc":
-            return math.ceil(g / self.pool_stride) ** 2 / self.stc_temporal_stride
+            return (g // self.pool_stride) ** 2 / self.stc_temporal_stride
         return min(self.t_selector_keep, g * g)
 
     def num_context_tokens(self, num_frames: int) -> int:
@@ -100,7 +100,7 @@ class RegionLMConfig(PreTrainedConfig):
         if self.connector == "pool":
             return num_frames * math.ceil(g / self.pool_stride) ** 2
         if self.connector == "stc":
-            return math.ceil(num_frames / self.stc_temporal_stride) * math.ceil(g / self.pool_stride) ** 2
+            return math.ceil(num_frames / self.stc_temporal_stride) * (g // self.pool_stride) ** 2
         return num_frames * min(self.t_selector_keep, g * g)
 
     def tokens_per_region(self, num_given_frames: int) -> int:

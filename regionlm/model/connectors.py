@@ -114,7 +114,8 @@ class PoolConnector(Connector):
 class STCConnector(Connector):
     """VideoLLaMA2-style spatial-temporal convolution: a 3-D convolution with kernel = stride
     (``stc_temporal_stride`` frames x ``pool_stride``^2 cells) downsamples space and time, then the MLP.
-    Clips whose length is not a multiple of the temporal stride are padded by repeating the last frame."""
+    Space is downsampled without padding (a 27x27 SigLIP grid -> 13x13, VideoRefer's 16 frames -> 8 x 169 = 1,352
+    tokens); clips whose length is not a multiple of the temporal stride are padded by repeating the last frame."""
 
     def __init__(self, config, vision_dim, text_dim):
         super().__init__(config, vision_dim, text_dim)
@@ -123,12 +124,9 @@ class STCConnector(Connector):
 
     def _pad(self, x):
         b, t, h, w, c = x.shape
-        kt, ks = self.config.stc_temporal_stride, self.config.pool_stride
-        pt, ph, pw = (-t) % kt, (-h) % ks, (-w) % ks
+        pt = (-t) % self.config.stc_temporal_stride
         if pt:
             x = torch.cat([x, x[:, -1:].expand(b, pt, h, w, c)], dim=1)
-        if ph or pw:
-            x = F.pad(x, (0, 0, 0, pw, 0, ph))
         return x
 
     def _conv(self, x, bias=True):
@@ -203,7 +201,8 @@ class TSelectorConnector(Connector):
 
 def context_grid(config, num_frames: int) -> tuple:
     """(frames, rows, cols) of the pool/stc token layout, for tests and plots."""
-    g = math.ceil(config.grid_size / config.pool_stride)
     if config.connector == "stc":
+        g = config.grid_size // config.pool_stride
         return math.ceil(num_frames / config.stc_temporal_stride), g, g
+    g = math.ceil(config.grid_size / config.pool_stride)
     return num_frames, g, g
