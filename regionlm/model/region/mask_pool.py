@@ -1,0 +1,79 @@
+"""mask_pool (VideoRefer's spatial-temporal object encoder).
+
+1. Mask pooling: on every given frame, the region's mask (area-averaged to the feature grid) weights an average of
+   the vision features -> one feature vector per given frame (a frame where the mask is empty gives zeros).
+2. Temporal token merge: adjacent frame tokens that look alike carry little new information, so the most similar
+   adjacent pair (cosine similarity) is merged into its size-weighted mean, repeatedly, until
+   ``config.merge_tokens`` (u) tokens remain. Single-frame regions stay one token; ``temporal_merge=False`` keeps
+   one token per given frame.
+3. The encoder's own two-layer MLP maps the tokens to the LM's width; they replace the region's `<region>`
+   placeholders (``config.tokens_per_region(n_given)`` of them).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from regionlm.model.connectors import Projector
+
+from .base import RegionEncoder, RegionEncoding, register_region_encoder
+from .common import check_resolution, empty_embeds, given_frames, grid_coverage, masked_pool, region_slots
+
+
+def merge_adjacent(tokens: torch.Tensor, u: int, sizes: torch.Tensor | None = None):
+    """Merge the most similar adjacent pair of ``tokens`` (n, C) until ``u`` remain (nothing to do if n <= u).
+
+    Each token stands for ``sizes`` frames (default 1 each); a merge replaces a pair by the mean of its members
+    weighted by their sizes, so a merged token is the plain mean of the frames it covers. The choice of pair is
+    not differentiable, the means are. Returns (tokens (m, C), sizes (m,)) with m = min(n, u), in time order."""
+    if u < 1:
+        raise ValueError(f"merge_adjacent: u must be >= 1, got {u}")
+    if sizes is None:
+        sizes = torch.ones(tokens.shape[0], dtype=tokens.dtype, device=tokens.device)
+    parts = list(tokens.unbind(0))
+    weights = list(sizes.to(tokens.dtype).unbind(0))
+    while len(parts) > u:
+        with torch.no_grad():
+            stacked = torch.stack(parts)
+            similarity = F.cosine_similarity(stacked[:-1], stacked[1:], dim=-1)
+            i = int(similarity.argmax())  # ties: the earliest pair
+        total = weights[i] + weights[i + 1]
+        parts[i:i + 2] = [(parts[i] * weights[i] + parts[i + 1] * weights[i + 1]) / total]
+        weights[i:i + 2] = [total]
+    return torch.stack(parts), torch.stack(weights)
+
+
+@register_region_encoder("mask_pool")
+class MaskPoolEncoder(RegionEncoder):
+    def __init__(self, config, connector):
+        super().__init__(config, connector)
+        self.mlp = Projector(int(config.vision_config.hidden_size), int(config.text_config.hidden_size),
+                             config.projector_hidden_act)
+
+    def frame_tokens(self, pooled: torch.Tensor, frames: list) -> torch.Tensor:
+        """The pooled features of one region on its given frames -> its tokens before the MLP."""
+        if not frames:  # a valid region with no given frame still owns tokens_per_region(0) = 1 placeholder
+            return pooled.new_zeros(1, pooled.shape[-1])
+        tokens = pooled[frames]
+        if self.config.temporal_merge:
+            tokens, _ = merge_adjacent(tokens, self.config.merge_tokens)
+        return tokens
+
+    def forward(self, features, regions, context):
+        b, t, h, w, c = features.shape
+        if regions.masks is None:
+            return RegionEncoding(region_embeds=empty_embeds(b, context.tokens.shape[-1], context.tokens))
+        check_resolution(regions, self.config.image_size)
+        cover = grid_coverage(regions.given_masks().to(features.dtype), h, w)
+        pooled, _ = masked_pool(features, cover)  # (B, R, T, C)
+        per_sample = []
+        for i, slots in enumerate(region_slots(regions)):
+            tokens = [self.frame_tokens(pooled[i, r], given_frames(regions, i, r)) for r in slots]
+            for r, tok in zip(slots, tokens):
+                n_given = int(regions.given[i, r].sum())
+                assert tok.shape[0] == self.config.tokens_per_region(n_given), "merge and config disagree"
+            per_sample.append(torch.cat(tokens) if tokens else features.new_zeros(0, c))
+        counts = [p.shape[0] for p in per_sample]
+        projected = self.mlp(torch.cat(per_sample))
+        return RegionEncoding(region_embeds=list(projected.split(counts)))
