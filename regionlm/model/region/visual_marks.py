@@ -4,7 +4,7 @@ Each valid region's contour (a 2-pixel outline along the inside of its mask; the
 so a region touching the edge is outlined there too) is painted in its own colour on the frames where it is given,
 directly in the normalised pixel space the vision tower sees (colour - image_mean) / image_std. The prompt then
 names the colour instead of a `<region>` embedding: the processor imports ``MARK_COLOURS`` and writes region i as
-"the region outlined in MARK_COLOURS[i][0]" (config.tokens_per_region is 0), so forward adds nothing.
+"the object outlined in MARK_COLOURS[i][0]" (config.tokens_per_region is 0), so forward adds nothing.
 """
 
 from __future__ import annotations
