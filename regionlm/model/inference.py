@@ -1,0 +1,488 @@
+"""Inference with a RegionLM model: the eval System (``answer`` / ``track`` on benchmark Samples, see
+regionlm/eval/benchmarks/base.py), ``load_eval_system`` for ``regionlm eval --model DIR``, and a thin user API
+(``ask`` / ``describe`` / ``track`` with regions.RegionPrompt lists) that the demo and server build on.
+
+A Sample becomes an Example (regionlm.model.example): frames sampled with regionlm.video.sample_indices, each
+region's annotated frames mapped onto the sampled frames, the task's prompt (regionlm.model.prompts), then
+``generate`` and decode. Boxes come back as Elysium text (``Frame k: [x1,y1,x2,y2]``, ints in [0, 100)) and are
+read with regions.parse_frame_boxes; anything that does not parse is "no box" (None), never an error.
+
+Long videos are tracked in overlapping clips of ``num_frames`` frames (Elysium's protocol, see :func:`clip_starts`
+and :meth:`RegionLMSystem.track_frames`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import json
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import RegionError, RegionLMError
+from ..regions import (RegionPrompt, box_to_mask, box_xywh_to_xyxy, box_xyxy_to_xywh,
+                       decode_segmentation, mask_to_box, parse_frame_boxes, parse_region, prompt_to_mask,
+                       text_to_box, validate_frame)
+from ..video import VideoReader, sample_indices
+from .example import Example, Region
+from .prompts import build_prompt, sot_answer
+
+# The model task each benchmark asks (its Sample says the eval task: choice / caption / track).
+BENCHMARK_TASKS = {"world-q": "region_qa", "videorefer-q": "region_qa", "world-vqa": "video_qa",
+                   "world-d": "region_caption", "videorefer-d": "region_caption", "world-reg": "reg",
+                   "elysium-reg": "reg", "world-sot": "sot", "lasot": "sot", "vot": "sot", "world-rsot": "rsot"}
+REGION_MODES = ("single", "multi")
+GENERATE_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_masks", "region_given", "region_valid",
+                 "object_masks", "object_valid")
+
+
+# ---------------------------------------------------------------------------------------------------- frames
+
+
+class FrameSource:
+    """The frames of a sequence: a video file or frame folder (optionally only ``indices`` of it, in order), a
+    list of image paths, or an array (T, H, W, 3). ``get(positions)`` reads positions 0..num_frames-1."""
+
+    def __init__(self, source, indices: Optional[Sequence[int]] = None):
+        self._reader, self._array, self._paths = None, None, None
+        if isinstance(source, np.ndarray) or (isinstance(source, (list, tuple)) and source
+                                               and isinstance(source[0], np.ndarray)):
+            arr = np.asarray(source)
+            if arr.ndim == 3:
+                arr = arr[None]
+            if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
+                raise RegionLMError(f"frames must be an (T, H, W, 3) array, got shape {arr.shape}")
+            self._array = arr.astype(np.uint8, copy=False)
+            total, (self.height, self.width) = arr.shape[0], arr.shape[1:3]
+        elif isinstance(source, (list, tuple)):
+            if not source:
+                raise RegionLMError("no frames given")
+            self._paths = [str(p) for p in source]
+            first = _read_image(self._paths[0])
+            total, (self.height, self.width) = len(self._paths), first.shape[:2]
+        else:
+            self._reader = VideoReader(source)
+            total, self.height, self.width = self._reader.num_frames, self._reader.height, self._reader.width
+        self.indices = list(range(total)) if indices is None else [int(i) for i in indices]
+        for i in self.indices:
+            if not 0 <= i < total:
+                raise RegionLMError(f"frame {i} of {source if not isinstance(source, np.ndarray) else 'the array'}"
+                                    f" is past the end ({total} frames)")
+        self.num_frames = len(self.indices)
+        if self.num_frames == 0:
+            raise RegionLMError("the sequence has no frames")
+
+    def get(self, positions: Sequence[int]) -> np.ndarray:
+        wanted = [self.indices[p] for p in positions]
+        if self._array is not None:
+            return self._array[wanted]
+        if self._paths is not None:
+            out = [_read_image(self._paths[i]) for i in wanted]
+            for i, im in zip(wanted, out):
+                if im.shape[:2] != (self.height, self.width):
+                    raise RegionLMError(f"image {self._paths[i]} is {im.shape[1]}x{im.shape[0]}, the first frame "
+                                        f"is {self.width}x{self.height}: frames must all have one size")
+            return np.stack(out)
+        return self._reader.get_frames(wanted)
+
+    def tail(self, start: int) -> "FrameSource":
+        """The same frames from position ``start`` on (shares the reader; close the original)."""
+        view = copy.copy(self)
+        view.indices = self.indices[start:]
+        view.num_frames = len(view.indices)
+        return view
+
+    def close(self):
+        if self._reader is not None:
+            self._reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _read_image(path: str) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise RegionLMError(f"frame image {path} not found") from None
+    except (OSError, ValueError) as e:
+        raise RegionLMError(f"cannot read frame image {path}: {e}") from None
+
+
+def nearest_positions(frames: Sequence[int], sampled: Sequence[int]) -> dict[int, int]:
+    """Annotated video frame -> position of the nearest sampled frame (ties: the earlier one). Where two
+    annotated frames land on one position only the nearer one keeps it."""
+    out, best = {}, {}
+    for f in sorted(set(int(v) for v in frames)):
+        k = bisect.bisect_left(sampled, f)
+        cands = [j for j in (k - 1, k) if 0 <= j < len(sampled)]
+        j = min(cands, key=lambda j: (abs(sampled[j] - f), j))
+        d = abs(sampled[j] - f)
+        if j not in best or d < best[j][0]:
+            best[j] = (d, f)
+    for j, (_, f) in best.items():
+        out[f] = j
+    return out
+
+
+def clip_starts(num_frames: int, length: int, overlap: int = 1) -> list[int]:
+    """First frames of the clips that cover ``num_frames`` frames: clips of ``length`` frames, each starting
+    ``length - overlap`` frames after the previous one; the last clip ends on the last frame (it then overlaps its
+    predecessor by more). One clip when the sequence is not longer than ``length``."""
+    if length < 1 or not 0 <= overlap < length:
+        raise RegionLMError(f"clips need length >= 1 and 0 <= overlap < length, got length {length}, overlap "
+                            f"{overlap}")
+    starts = [0]
+    while starts[-1] + length < num_frames:
+        starts.append(min(starts[-1] + length - overlap, num_frames - length))
+    return starts
+
+
+def _valid_xyxy(box) -> Optional[list]:
+    if box is None:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [x1, y1, x2, y2] if x2 > x1 and y2 > y1 else None
+
+
+def _box_mask(xyxy, height: int, width: int) -> np.ndarray:
+    """Filled box mask, at least one pixel (a region must not be empty)."""
+    mask = box_to_mask(xyxy, height, width)
+    if not mask.any():
+        x = min(max(int(xyxy[0]), 0), width - 1)
+        y = min(max(int(xyxy[1]), 0), height - 1)
+        mask[y, x] = True
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------------- system
+
+
+class RegionLMSystem:
+    """A RegionLM model + processor as an eval System and a user API.
+
+    num_frames: frames per clip / per question (None: the model config's ``num_frames``); max_new_tokens: the
+    text budget (tracking gets enough for a box on every frame of its clip); clip_overlap: frames shared by
+    consecutive tracking clips; region_mode: ``single`` (a region is shown on its key frame: the Sample's
+    ``frame_idx``, as VideoRefer-Bench-Q's single-frame mode) or ``multi`` (on every annotated frame);
+    task: the model task to ask (None: from the sample; load_eval_system sets it from the benchmark);
+    objects_fn: ``(frames (T, H, W, 3), regions) -> [(T, H, W) bool masks]``, the object tracks an
+    ``object_tokens`` model lists (None: the prompt's own regions are the object list).
+    """
+
+    cacheable = True
+    needs_video = True
+
+    def __init__(self, model, processor, num_frames: Optional[int] = None, max_new_tokens: int = 128,
+                 clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
+                 objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm"):
+        if region_mode not in REGION_MODES:
+            raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
+        self.model, self.processor = model.eval(), processor
+        cfg = model.config
+        self.num_frames = int(num_frames or cfg.num_frames)
+        if clip_overlap >= self.num_frames and self.num_frames > 1:
+            raise RegionLMError(f"clip_overlap ({clip_overlap}) must be smaller than num_frames ({self.num_frames})")
+        self.max_new_tokens, self.clip_overlap = int(max_new_tokens), int(clip_overlap)
+        self.region_mode, self.task, self.objects_fn, self.name = region_mode, task, objects_fn, name
+        self.config = {"system": "regionlm", "model": path or getattr(cfg, "name_or_path", "") or None,
+                       "region_encoder": cfg.region_encoder, "connector": cfg.connector,
+                       "num_frames": self.num_frames, "max_new_tokens": self.max_new_tokens,
+                       "clip_overlap": self.clip_overlap, "region_mode": region_mode}
+
+    # ------------------------------------------------------------------ generation
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(self, examples: list, max_new_tokens: Optional[int] = None) -> list[str]:
+        """Greedy answers of a batch of Examples (all with the same number of frames); decoding stops at the
+        end-of-turn token (processor.generation_kwargs)."""
+        batch = self.processor(examples, train=False)
+        inputs = {k: v.to(self.device) for k, v in batch.items() if k in GENERATE_KEYS}
+        with torch.no_grad():
+            ids = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                      do_sample=False, **self.processor.generation_kwargs())
+        return [self.processor.decode(row) for row in ids.cpu().tolist()]
+
+    def _track_budget(self, num_frames: int) -> int:
+        """New tokens for ``Frame k: [..]`` on every frame of a clip (+ a margin for the end token)."""
+        tok = self.processor.tokenizer
+        per_frame = len(tok(sot_answer({num_frames - 1: [99, 99, 99, 99]}) + "\n", add_special_tokens=False)
+                        ["input_ids"])
+        return max(self.max_new_tokens, per_frame * num_frames + 8)
+
+    # ------------------------------------------------------------------ regions
+
+    def _objects(self, frames: np.ndarray, regions: list) -> list:
+        if not self.model.config.uses_objects:
+            return []
+        if self.objects_fn is not None:
+            return [np.asarray(m, bool) for m in self.objects_fn(frames, regions)]
+        return [r.masks for r in regions]
+
+    def _region(self, masks_by_frame: dict, sampled: list[int], key: Optional[int], height: int,
+                width: int) -> Region:
+        """A Region on the sampled frames from ``{video frame: (H, W) mask}``. Frames that were not sampled
+        move to the nearest sampled frame (the key frame is always sampled: it is passed as ``keep``)."""
+        where = nearest_positions(list(masks_by_frame), sampled)
+        masks = np.zeros((len(sampled), height, width), bool)
+        for f, j in where.items():
+            masks[j] = masks_by_frame[f]
+        given = np.zeros(len(sampled), bool)
+        if self.region_mode == "multi":
+            given[list(where.values())] = True
+        else:
+            k = key if key in masks_by_frame else min(masks_by_frame)
+            given[where[k] if k in where else nearest_positions([k], sampled)[k]] = True
+        for j in np.flatnonzero(given):  # an empty given frame (a box outside the picture) shows nothing
+            if not masks[j].any():
+                masks[j] = masks_by_frame[min(masks_by_frame, key=lambda f: abs(f - sampled[j]))]
+        return Region(masks, given, box_frame=int(np.flatnonzero(given)[0]))
+
+    def _sample_regions(self, sample, height: int, width: int) -> list[dict]:
+        """Each ``<region>`` of a Sample as {video frame: (H, W) mask}."""
+        out = []
+        for i, region in enumerate(sample.regions):
+            masks = {}
+            for key, value in dict(region).items():
+                if value is None:  # a frame listed without a region
+                    continue
+                try:
+                    f = int(key)
+                except (TypeError, ValueError):
+                    raise RegionError(f"sample {sample.id}: region {i} has frame key {key!r}, not an integer") from None
+                if sample.region_kind == "box" or (isinstance(value, (list, tuple)) and len(value) == 4
+                                                   and all(isinstance(v, (int, float)) for v in value)):
+                    masks[f] = _box_mask(value, height, width)
+                else:
+                    seg = value.get("segmentation", value) if isinstance(value, dict) else value
+                    masks[f] = decode_segmentation(seg, height, width)
+            if not masks:
+                raise RegionError(f"sample {sample.id}: region {i} has no annotated frame")
+            out.append(masks)
+        return out
+
+    # ------------------------------------------------------------------ text tasks
+
+    def task_of(self, sample) -> str:
+        if self.task is not None:
+            return self.task
+        if sample.task == "choice":
+            return "region_qa" if sample.regions else "video_qa"
+        if sample.task == "caption":
+            return "reg" if "referring expression" in sample.prompt.lower() else "region_caption"
+        if sample.task == "track":
+            return "sot" if sample.init_box is not None else "rsot"
+        raise RegionLMError(f"{self.name} cannot answer {sample.task} samples")
+
+    def _prompt(self, task: str, sample, n_regions: int) -> str:
+        if task in ("region_qa", "video_qa"):
+            return sample.prompt  # built with build_mc_prompt, exactly the training prompt
+        prompt = build_prompt(task)
+        # A caption benchmark whose prompt names several regions keeps its own wording.
+        return prompt if prompt.count("<region>") == n_regions else sample.prompt
+
+    def answer(self, sample) -> str:
+        """Text answer of a choice / caption Sample (System protocol)."""
+        task = self.task_of(sample)
+        source = sample.frames if sample.frames else sample.video
+        if source is None:
+            raise RegionLMError(f"sample {sample.id}: no video or frames")
+        with FrameSource(source, sample.frame_indices or None) as src:
+            regions = self._sample_regions(sample, src.height, src.width)
+            keys = [sample.frame_idx if sample.frame_idx in r else min(r) for r in regions]
+            keep = keys if self.region_mode == "single" and len(set(keys)) <= self.num_frames else []
+            sampled = sample_indices(src.num_frames, num=self.num_frames, keep=keep)
+            frames = src.get(sampled)
+        regs = [self._region(r, sampled, k, src.height, src.width) for r, k in zip(regions, keys)]
+        ex = Example(task=task, frames=frames, prompt=self._prompt(task, sample, len(regs)), regions=regs,
+                     objects=self._objects(frames, regs), meta={"id": sample.id, "frame_indices": sampled})
+        return self.generate([ex])[0]
+
+    # ------------------------------------------------------------------ tracking
+
+    def track_frames(self, src: FrameSource, init_xyxy=None, expression: Optional[str] = None) -> list:
+        """Pixel xyxy box (or None) per frame of ``src``, from a box on its first frame or an expression.
+
+        Elysium's protocol: clips of ``num_frames`` frames overlapping by ``clip_overlap``; each clip after the
+        first is seeded (a box region on its first frame, the sot task) with the box already decided for that
+        frame, or the latest box before it when there is none (the object was lost: its last place is the best
+        guess); while no box is known, rsot clips ask with the expression again. Merging, once per frame: a
+        later clip's box replaces an earlier one (its seed is nearer in time), except on its seed frame, which
+        keeps the box it was seeded with; a clip that gives no box for a frame leaves the earlier box.
+        """
+        if init_xyxy is None and not expression:
+            raise RegionLMError("tracking needs a box on the first frame or a referring expression")
+        n, h, w = src.num_frames, src.height, src.width
+        boxes: list = [None] * n
+        if init_xyxy is not None:
+            boxes[0] = _valid_xyxy(init_xyxy)
+            if boxes[0] is None:
+                raise RegionError(f"the first box {list(init_xyxy)} is empty (xyxy needs x2 > x1 and y2 > y1)")
+        for s in clip_starts(n, self.num_frames, min(self.clip_overlap, max(self.num_frames - 1, 0))):
+            pos = list(range(s, min(s + self.num_frames, n)))
+            frames = src.get(pos)
+            seed = next((boxes[t] for t in range(s, -1, -1) if boxes[t] is not None), None)
+            if seed is not None:
+                masks = np.zeros((len(pos), h, w), bool)
+                masks[0] = _box_mask(seed, h, w)
+                given = np.zeros(len(pos), bool)
+                given[0] = True
+                regs = [Region(masks, given, box_frame=0)]
+                ex = Example("sot", frames, build_prompt("sot"), regions=regs, objects=self._objects(frames, regs),
+                             meta={"positions": pos})
+            else:
+                ex = Example("rsot", frames, build_prompt("rsot", expression=expression),
+                             objects=self._objects(frames, []), meta={"positions": pos})
+            text = self.generate([ex], self._track_budget(len(pos)))[0]
+            parsed, _ = parse_frame_boxes(text)
+            for j, t in enumerate(pos):
+                if seed is not None and j == 0 and boxes[t] is not None:
+                    continue
+                box = _valid_xyxy(text_to_box(parsed[j], w, h)) if j in parsed else None
+                if box is not None:
+                    boxes[t] = [round(min(max(v, 0.0), float(lim)), 3) for v, lim in zip(box, (w, h, w, h))]
+        return boxes
+
+    def track(self, sample_or_video, region=None, expression: Optional[str] = None) -> list:
+        """System protocol: ``track(sample)`` -> one [x, y, w, h] pixel box (or None) per frame of the sequence.
+        User API: ``track(video, region=RegionPrompt | "box:x1,y1,x2,y2@F", expression=...)`` -> one box (or
+        None) per frame of the video; the track starts at the region's frame (frame 0 for an expression) and
+        frames before it are None."""
+        from ..eval.benchmarks.base import Sample
+
+        if isinstance(sample_or_video, Sample):
+            return self._track_sample(sample_or_video)
+        return self._track_user(sample_or_video, region, expression)
+
+    def _track_sample(self, sample) -> list:
+        source = sample.frames if sample.frames else sample.video
+        if source is None:
+            raise RegionLMError(f"sample {sample.id}: no video or frames")
+        with FrameSource(source, sample.frame_indices or None) as src:
+            init = box_xywh_to_xyxy(list(sample.init_box)) if sample.init_box is not None else None
+            boxes = self.track_frames(src, init, sample.expression)
+        return [None if b is None else box_xyxy_to_xywh(b) for b in boxes]
+
+    def _track_user(self, video, region, expression) -> list:
+        if region is None and not expression:
+            raise RegionLMError("track: give a region (box:x1,y1,x2,y2@F, mask:..., point:...) or an expression")
+        with FrameSource(video) as src:
+            start, init = 0, None
+            if region is not None:
+                prompt = _as_prompt(region)
+                validate_frame(prompt, src.num_frames)
+                box = mask_to_box(prompt_to_mask(prompt, src.height, src.width))
+                start, init = prompt.frame, list(box)
+            boxes = self.track_frames(src.tail(start), init, expression)
+        return [None] * start + [None if b is None else box_xyxy_to_xywh(b) for b in boxes]
+
+    # ------------------------------------------------------------------ user API
+
+    def _user_example(self, task: str, video, prompt: str, regions: Sequence) -> Example:
+        prompts = [_as_prompt(r) for r in regions]
+        if prompt.count("<region>") != len(prompts):
+            raise RegionError(f"the question has {prompt.count('<region>')} <region> placeholders but "
+                              f"{len(prompts)} regions were given")
+        with FrameSource(video) as src:
+            for p in prompts:
+                validate_frame(p, src.num_frames)
+            keys = [p.frame for p in prompts]
+            sampled = sample_indices(src.num_frames, num=self.num_frames,
+                                     keep=keys if len(set(keys)) <= self.num_frames else [])
+            frames = src.get(sampled)
+            regs = [self._region({p.frame: prompt_to_mask(p, src.height, src.width)}, sampled, p.frame, src.height,
+                                 src.width) for p in prompts]
+        return Example(task=task, frames=frames, prompt=prompt, regions=regs, objects=self._objects(frames, regs),
+                       meta={"frame_indices": sampled})
+
+    def ask(self, video, question: str, regions: Sequence = ()) -> str:
+        """Answer a free question about a video (a path, a frame folder or a (T, H, W, 3) array); each
+        ``<region>`` of ``question`` is the matching entry of ``regions`` (RegionPrompt or its spec text)."""
+        task = "region_qa" if regions else "video_qa"
+        return self.generate([self._user_example(task, video, question, regions)])[0]
+
+    def describe(self, video, region) -> str:
+        """A description of one region (RegionPrompt or spec text such as ``box:10,10,40,40@0``)."""
+        return self.generate([self._user_example("region_caption", video, build_prompt("region_caption"),
+                                                 [region])])[0]
+
+    def refer(self, video, region) -> str:
+        """A referring expression for one region (Video-REG)."""
+        return self.generate([self._user_example("reg", video, build_prompt("reg"), [region])])[0]
+
+    def locate(self, image, expression: str) -> Optional[list]:
+        """REC: the [x, y, w, h] pixel box of ``expression`` in an image (H, W, 3) or one video frame, or None."""
+        with FrameSource(image) as src:
+            frame = src.get([0])
+        n = self.num_frames  # the image repeated, as it was in training (world_examples: rec_as_video)
+        text = self.generate([Example("rec", np.repeat(frame, n, 0), build_prompt("rec", expression=expression))])[0]
+        box = _valid_xyxy(text_to_box(text, src.width, src.height))
+        return None if box is None else box_xyxy_to_xywh(box)
+
+
+def _as_prompt(region) -> RegionPrompt:
+    if isinstance(region, RegionPrompt):
+        return region
+    if isinstance(region, str):
+        return parse_region(region)
+    raise RegionError(f"a region must be a RegionPrompt or text like 'box:x1,y1,x2,y2@F', got {region!r:.60}")
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def load_model(path):
+    """(model, processor) saved by ``save_pretrained`` in the folder ``path``; one-line errors otherwise."""
+    folder = Path(path)
+    if not folder.exists():
+        raise RegionLMError(f"--model {folder}: no such folder")
+    if not folder.is_dir():
+        raise RegionLMError(f"--model {folder}: not a folder (give the folder that save_pretrained wrote)")
+    cfg_file = folder / "config.json"
+    if not cfg_file.is_file():
+        raise RegionLMError(f"--model {folder}: no config.json, not a saved RegionLM model")
+    try:
+        model_type = json.loads(cfg_file.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise RegionLMError(f"--model {folder}: config.json is not a JSON object ({e})") from None
+    if model_type != "regionlm":
+        raise RegionLMError(f"--model {folder}: config.json is a {model_type!r} model, not a RegionLM one")
+    from .modeling import RegionLMForConditionalGeneration
+    from .processing import RegionLMProcessor
+
+    try:
+        model = RegionLMForConditionalGeneration.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise RegionLMError(f"--model {folder}: cannot load the model: {str(e).splitlines()[0]}") from None
+    try:
+        processor = RegionLMProcessor.from_pretrained(folder, config=model.config)
+    except (OSError, ValueError, KeyError) as e:
+        raise RegionLMError(f"--model {folder}: cannot load the processor: {str(e).splitlines()[0]}") from None
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model.eval(), processor
+
+
+def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
+    """The System ``regionlm eval --model DIR`` asks. ``benchmark``: a Benchmark (or its name) whose model task
+    is then used for every sample; ``options``: RegionLMSystem's keyword arguments."""
+    model, processor = load_model(path)
+    name = getattr(benchmark, "name", benchmark)
+    return RegionLMSystem(model, processor, task=BENCHMARK_TASKS.get(name) if name else None, path=str(path),
+                          **options)
+
+
+__all__ = ["BENCHMARK_TASKS", "FrameSource", "RegionLMSystem", "clip_starts", "load_eval_system", "load_model",
+           "nearest_positions"]

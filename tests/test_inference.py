@@ -1,0 +1,266 @@
+"""Inference: the eval System on benchmark Samples, the clip protocol for long videos, the user API, loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from regionlm.errors import RegionError, RegionLMError
+from regionlm.eval.benchmarks import get_benchmark
+from regionlm.eval.benchmarks.base import BenchmarkOptions, Sample
+from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
+from regionlm.model.inference import (FrameSource, RegionLMSystem, clip_starts, load_eval_system,
+                                      nearest_positions)
+from regionlm.model.processing import RegionLMProcessor
+from regionlm.model.tokenizer import train_tokenizer, world_corpus
+from regionlm.regions import box_to_ints, mask_to_box
+from regionlm.world import generate_split
+
+TINY_VISION = {"model_type": "siglip_vision_model", "vision_use_head": False, "image_size": 32, "patch_size": 8,
+               "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(world_corpus(2), vocab_size=512)
+
+
+def tiny(tokenizer, region_encoder="token_mark", **kw) -> RegionLMSystem:
+    torch.manual_seed(0)
+    text = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": len(tokenizer),
+            "tie_word_embeddings": True}
+    cfg = RegionLMConfig(region_encoder=region_encoder, vision_config=dict(TINY_VISION), text_config=text,
+                         num_frames=4)
+    return RegionLMSystem(RegionLMForConditionalGeneration(cfg), RegionLMProcessor(tokenizer, cfg), **kw)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    generate_split(out, "test", 1, seed=0, progress=False)
+    return out
+
+
+def first_sample(world: Path, name: str) -> Sample:
+    bench = get_benchmark(name)(BenchmarkOptions(data=world))
+    return bench.samples(bench.load())[0]
+
+
+# ---------------------------------------------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize("n,length,overlap", [(1, 4, 1), (4, 4, 1), (5, 4, 1), (16, 4, 1), (17, 8, 3), (9, 3, 0),
+                                              (100, 16, 4)])
+def test_clip_starts_cover_every_frame_with_the_overlap(n, length, overlap):
+    starts = clip_starts(n, length, overlap)
+    assert starts[0] == 0
+    covered = set()
+    for k, s in enumerate(starts):
+        covered |= set(range(s, min(s + length, n)))
+        if n >= length:
+            assert s + length <= n  # every clip has the trained length
+        if k:
+            assert starts[k - 1] + length - s >= overlap  # consecutive clips share at least `overlap` frames
+            assert s > starts[k - 1]
+    assert covered == set(range(n))
+    assert min(starts[-1] + length, n) == n
+    with pytest.raises(RegionLMError):
+        clip_starts(10, 4, 4)
+
+
+def test_nearest_positions():
+    sampled = [0, 5, 10, 15]
+    assert nearest_positions([0, 5], sampled) == {0: 0, 5: 1}
+    assert nearest_positions([7], sampled) == {7: 1}
+    assert nearest_positions([8], sampled) == {8: 2}
+    # two annotated frames on one sampled frame: the nearer keeps it
+    assert nearest_positions([4, 6], sampled) == {4: 1}
+    assert nearest_positions([16, 99], sampled) == {16: 3}
+
+
+class ScriptedSystem(RegionLMSystem):
+    """The clip protocol with the model replaced by a script: answers come from ``reply(example, clip number)``."""
+
+    def __init__(self, reply, num_frames, clip_overlap):
+        self.num_frames, self.clip_overlap, self.max_new_tokens = num_frames, clip_overlap, 64
+        self.reply, self.asked = reply, []
+        self.model = type("M", (), {"config": type("C", (), {"uses_objects": False})()})()
+
+    def generate(self, examples, max_new_tokens=None):
+        ex = examples[0]
+        self.asked.append(ex)
+        return [self.reply(ex, len(self.asked) - 1)]
+
+    def _track_budget(self, n):
+        return 64
+
+
+def frames(n, size=100):
+    return np.zeros((n, size, size, 3), np.uint8)
+
+
+def test_clip_protocol_seeds_and_merges():
+    # clip c answers, for its frame at position t: [10 + t, 10 + c, 50 + t, 50] (ints, i.e. percent of 100 px)
+    def reply(ex, c):
+        return "\n".join(f"Frame {j + 1}: [{10 + t},{10 + c},{50 + t},50]" for j, t in enumerate(ex.meta["positions"]))
+
+    sys_ = ScriptedSystem(reply, num_frames=3, clip_overlap=1)
+    boxes = sys_.track_frames(FrameSource(frames(7)), init_xyxy=[1, 2, 30, 40])
+    assert [ex.meta["positions"] for ex in sys_.asked] == [[0, 1, 2], [2, 3, 4], [4, 5, 6]]
+    assert boxes[0] == [1, 2, 30, 40]  # the given box stays
+    clip_of = {1: 0, 2: 0, 3: 1, 4: 1, 5: 2, 6: 2}  # a seed frame keeps the box it was seeded with
+    for t, c in clip_of.items():
+        assert boxes[t] == [10 + t, 10 + c, 50 + t, 50]
+    # each clip is seeded, as a box region on its first frame, with the box of that frame
+    for ex, t in zip(sys_.asked, (0, 2, 4)):
+        assert ex.task == "sot" and np.flatnonzero(ex.regions[0].given).tolist() == [0]
+        assert list(mask_to_box(ex.regions[0].masks[0])) == [round(v) for v in boxes[t]]
+
+    # a larger overlap: the later clip's box wins on the shared frames after its seed frame
+    sys_ = ScriptedSystem(reply, num_frames=4, clip_overlap=2)
+    boxes = sys_.track_frames(FrameSource(frames(6)), init_xyxy=[1, 2, 30, 40])
+    assert [ex.meta["positions"] for ex in sys_.asked] == [[0, 1, 2, 3], [2, 3, 4, 5]]
+    assert boxes[2][1] == 10 and boxes[3][1] == 11 and boxes[5][1] == 11
+
+
+def test_clip_protocol_lost_objects_and_junk():
+    # clip 0 loses the object after its first frame; clip 1 is seeded with the latest box before its start
+    def reply(ex, c):
+        return "Frame 1: [10,10,20,20]" if c == 0 else "Frame 2: [30,30,40,40], Frame 9: [1,1,2,2]"
+
+    sys_ = ScriptedSystem(reply, num_frames=3, clip_overlap=1)
+    boxes = sys_.track_frames(FrameSource(frames(5)), init_xyxy=[10, 10, 20, 20])
+    assert boxes == [[10, 10, 20, 20], None, None, [30, 30, 40, 40], None]  # Frame 9 is outside the clip
+    assert list(mask_to_box(sys_.asked[1].regions[0].masks[0])) == [10, 10, 20, 20]
+
+    junk = ScriptedSystem(lambda ex, c: "Frame 1: [5,5,1,1] Frame two: [..] ]]][[", num_frames=3, clip_overlap=1)
+    assert junk.track_frames(FrameSource(frames(5)), init_xyxy=[1, 1, 9, 9]) == [[1, 1, 9, 9]] + [None] * 4
+
+    # referring tracking: expression clips until a box is known, then box-seeded clips
+    def refer(ex, c):
+        return "nothing" if c == 0 else "Frame 1: [10,10,20,20]\nFrame 2: [11,10,21,20]\nFrame 3: [12,10,22,20]"
+
+    sys_ = ScriptedSystem(refer, num_frames=3, clip_overlap=1)
+    boxes = sys_.track_frames(FrameSource(frames(7)), expression="the red star")
+    assert [ex.task for ex in sys_.asked] == ["rsot", "rsot", "sot"]
+    assert "the red star" in sys_.asked[0].prompt
+    assert boxes[:2] == [None, None] and boxes[2] == [10, 10, 20, 20] and boxes[4] == [12, 10, 22, 20]
+    with pytest.raises(RegionLMError, match="box on the first frame or a referring expression"):
+        sys_.track_frames(FrameSource(frames(3)))
+
+
+# ---------------------------------------------------------------------------------------------------- a tiny model
+
+
+def test_answers_are_strings_for_every_text_benchmark(world, tokenizer):
+    sys_ = tiny(tokenizer, max_new_tokens=6)
+    for name in ("world-q", "world-vqa", "world-d", "world-reg"):
+        sample = first_sample(world, name)
+        out = sys_.answer(sample)
+        assert isinstance(out, str), name
+
+
+@pytest.mark.parametrize("encoder", ["token_mark", "text_coords", "object_tokens"])
+def test_track_gives_one_box_or_none_per_frame(world, tokenizer, encoder):
+    sys_ = tiny(tokenizer, encoder, num_frames=4, max_new_tokens=8)
+    sys_._track_budget = lambda n: 12  # random weights: keep the junk short
+    sample = first_sample(world, "world-sot")
+    sample = Sample(**{**sample.__dict__, "frame_indices": sample.frame_indices[:6], "num_frames": 6})
+    boxes = sys_.track(sample)
+    assert len(boxes) == 6
+    assert boxes[0] == pytest.approx(list(sample.init_box))
+    for b in boxes:
+        assert b is None or (len(b) == 4 and b[2] > 0 and b[3] > 0)
+
+
+def test_rsot_and_the_eval_runner(world, tokenizer, tmp_path):
+    from regionlm.eval.runner import evaluate
+
+    sys_ = tiny(tokenizer, max_new_tokens=6, num_frames=8)
+    sys_._track_budget = lambda n: 10
+    bench = get_benchmark("world-rsot")(BenchmarkOptions(data=world))
+    res = evaluate(bench, sys_, tmp_path / "rsot", limit=1, progress=False)
+    assert res["num_samples"] == 1 and set(res["metrics"]) >= {"auc", "precision"}
+    bench = get_benchmark("world-vqa")(BenchmarkOptions(data=world))
+    res = evaluate(bench, sys_, tmp_path / "vqa", limit=1, progress=False)
+    assert res["num_samples"] == 1 and 0 <= res["metrics"]["overall"] <= 100
+
+
+def test_user_api(tokenizer):
+    sys_ = tiny(tokenizer, max_new_tokens=5)
+    video = np.random.default_rng(0).integers(0, 255, (10, 48, 64, 3), dtype=np.uint8)
+    assert isinstance(sys_.ask(video, "What is <region> doing?", ["box:10,10,30,30@2"]), str)
+    assert isinstance(sys_.ask(video, "How many objects are there?"), str)
+    assert isinstance(sys_.describe(video, "point:20,20@9"), str)
+    assert isinstance(sys_.refer(video, "box:1,1,20,20@0"), str)
+    box = sys_.locate(video[3], "the red star")
+    assert box is None or len(box) == 4
+    with pytest.raises(RegionError, match="1 <region> placeholders but 2 regions"):
+        sys_.ask(video, "Compare <region>.", ["box:1,1,5,5@0", "box:1,1,5,5@1"])
+    with pytest.raises(RegionError, match="past the end"):
+        sys_.describe(video, "box:1,1,5,5@10")
+    sys_._track_budget = lambda n: 8
+    boxes = sys_.track(video, region="box:10,8,30,28@7")
+    assert len(boxes) == 10 and boxes[:7] == [None] * 7 and boxes[7] == [10, 8, 20, 20]
+
+
+def test_sample_regions_map_to_the_nearest_sampled_frame(tokenizer):
+    """A region annotated on a frame that is not sampled moves to the nearest sampled one (multi mode)."""
+    sys_ = tiny(tokenizer, region_mode="multi")
+    masks = {3: np.ones((8, 8), bool), 12: np.zeros((8, 8), bool)}
+    masks[12][2:4, 2:4] = True
+    region = sys_._region(masks, [0, 5, 10, 15], key=3, height=8, width=8)
+    assert np.flatnonzero(region.given).tolist() == [1, 2]
+    assert region.masks[1].all() and region.masks[2].sum() == 4 and not region.masks[0].any()
+    single = tiny(tokenizer)._region(masks, [0, 3, 10, 15], key=3, height=8, width=8)
+    assert np.flatnonzero(single.given).tolist() == [1]
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
+    sys_ = tiny(tokenizer, max_new_tokens=6)
+    folder = tmp_path / "model"
+    sys_.model.save_pretrained(folder)
+    sys_.processor.save_pretrained(folder)
+    loaded = load_eval_system(folder, benchmark=get_benchmark("world-q")(BenchmarkOptions(data=world)),
+                              max_new_tokens=6)
+    assert loaded.task == "region_qa" and loaded.config["model"] == str(folder)
+    assert load_eval_system(folder, benchmark="world-sot").task == "sot"
+    sample = first_sample(world, "world-q")
+    assert loaded.answer(sample) == sys_.answer(sample)  # same weights, same greedy answer
+
+    # through the CLI (regionlm.model re-exports load_eval_system)
+    import regionlm.model
+    from regionlm.cli import main
+
+    def short(path, benchmark=None):
+        return load_eval_system(path, benchmark=benchmark, max_new_tokens=4)
+
+    monkeypatch.setattr(regionlm.model, "load_eval_system", short, raising=False)
+    code = main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
+                 str(tmp_path / "ev"), "--limit", "1", "--json"])
+    assert code == 0
+    assert json.loads((tmp_path / "ev" / "results.json").read_text())["num_samples"] == 1
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(RegionLMError, match="no such folder"):
+        load_eval_system(tmp_path / "missing")
+    (tmp_path / "file.bin").write_bytes(b"x")
+    with pytest.raises(RegionLMError, match="not a folder"):
+        load_eval_system(tmp_path / "file.bin")
+    with pytest.raises(RegionLMError, match="no config.json"):
+        load_eval_system(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(RegionLMError, match="'bert' model, not a RegionLM"):
+        load_eval_system(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "regionlm"}))
+    with pytest.raises(RegionLMError, match="cannot load the model"):
+        load_eval_system(tmp_path)
