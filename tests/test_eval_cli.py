@@ -92,7 +92,7 @@ def test_limit_and_seed(world, tmp_path, capsys):
      ["needs the first box"]),
     (["--benchmark", "world-q", "--data", "{world}", "--baseline", "random", "--predictions", "p.jsonl",
       "--out", "{out}"], ["only one of"]),
-    (["--benchmark", "world-q", "--data", "{world}", "--model", "ckpt", "--out", "{out}"], ["no model backend"]),
+    (["--benchmark", "world-q", "--data", "{world}", "--model", "ckpt", "--out", "{out}"], ["--model ckpt", "no such folder"]),
     (["--benchmark", "world-sot", "--data", "{world}", "--tracker", "classical", "--out", "{out}"],
      ["no tracker backend"]),
     (["--benchmark", "world-q", "--data", "{world}", "--baseline", "random", "--limit", "0", "--out", "{out}"],

@@ -94,8 +94,10 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
     def vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, S, S) -> (B, T, h, w, C) features of ``vision_feature_layer``."""
         b, t = pixel_values.shape[:2]
-        out = self.vision_tower(pixel_values=pixel_values.flatten(0, 1), output_hidden_states=True)
-        hidden = out.hidden_states[self.config.vision_feature_layer]
+        layer = self.config.vision_feature_layer
+        out = self.vision_tower(pixel_values=pixel_values.flatten(0, 1), output_hidden_states=layer != -1)
+        # The last layer as the tower returns it (after SigLIP's post-layernorm, so those weights train too).
+        hidden = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
         g = self.config.grid_size
         if hidden.shape[1] == g * g + 1:  # CLIP-style class token first
             hidden = hidden[:, 1:]
