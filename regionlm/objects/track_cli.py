@@ -1,0 +1,169 @@
+"""`regionlm track VIDEO --region SPEC [--region SPEC ...]`: follow regions given on a frame to the end of the video.
+
+Each ``--region`` (``mask:first.png@F``, ``rle:mask.json@F``, ``box:x1,y1,x2,y2@F``, ``point:x,y@F``) is one
+object, id 1, 2, ... in the order given, tracked forward from its frame F (frames before it are not tracked). Boxes
+and points are turned into a mask on frame F by the backend's segmenter. Output: ``tracks.json`` in the
+``objects.json`` schema (regionlm.objects.io), every frame where the object is visible; ``--render`` draws the
+tracks on the video. Frames are read in chunks, so a long video runs in bounded memory.
+
+Backends (``BACKENDS``): ``classical`` (no weights: DIS flow + re-segmentation, GrabCut for boxes) and ``hf``
+(``--segmenter DIR``: a local SAM 2 / SAM 3 tracker *video* checkpoint, which also segments boxes and points).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from regionlm.errors import RegionLMError
+
+CHUNK = 32  # frames decoded at a time
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How a backend builds its tracker and its box/point segmenter from the command line."""
+
+    tracker: Callable
+    segmenter: Callable
+    needs_checkpoint: bool
+
+
+def _part(kind: str, name: str, with_checkpoint: bool):
+    from regionlm.objects.base import create
+
+    def build(args):
+        kwargs = {"checkpoint": args.segmenter, "device": args.device} if with_checkpoint else {}
+        return create(kind, name, **kwargs)
+
+    return build
+
+
+BACKENDS: dict[str, Backend] = {
+    "classical": Backend(_part("tracker", "classical", False), _part("segmenter", "classical", False), False),
+    "hf": Backend(_part("tracker", "hf", True), _part("segmenter", "hf-sam", True), True),
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("track", help="track regions given on a frame through the video -> tracks.json",
+                       description=__doc__.split("\n\n", 1)[0])
+    p.add_argument("video", help="video file or frame folder")
+    p.add_argument("--region", action="append", metavar="SPEC",
+                   help="an object to track: mask:PNG@F, rle:JSON@F, box:x1,y1,x2,y2@F or point:x,y@F (repeatable)")
+    p.add_argument("--backend", choices=tuple(BACKENDS), default="classical",
+                   help="classical (no weights, default) or hf (needs --segmenter DIR)")
+    p.add_argument("--segmenter", metavar="DIR", help="hf: a SAM 2 / SAM 3 tracker video checkpoint folder")
+    p.add_argument("--device", default="cpu", help="hf: torch device (default cpu)")
+    p.add_argument("--out", default="tracks.json", help="tracks file to write (default tracks.json)")
+    p.add_argument("--render", metavar="OUT.mp4", help="also write the video with the tracks drawn on it")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.set_defaults(func=run_track)
+
+
+def run_track(args) -> int:
+    from regionlm.objects.io import render_objects, write_objects_json
+
+    start = time.perf_counter()
+    result, regions = track_video(args, progress=not args.json)
+    out = write_objects_json(args.out, result)
+    if args.render:
+        render_objects(args.video, result, args.render, progress=not args.json)
+    objects = [{"id": o.id, "region": str(r), "start_frame": r.frame, "frames": len(o.masks),
+                "last_frame": max(o.masks) if len(o.masks) else None} for o, r in zip(result.objects, regions)]
+    summary = {"video": str(args.video), "out": str(out), "render": args.render, "backend": args.backend,
+               "num_frames": result.num_frames, "height": result.height, "width": result.width,
+               "objects": objects, "timing": result.timing, "seconds": round(time.perf_counter() - start, 3)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for o in objects:
+            print(f"object {o['id']} ({o['region']}): visible on {o['frames']} frames")
+        print(f"{len(objects)} objects tracked over {result.num_frames - min(r.frame for r in regions)} frames "
+              f"({result.timing['fps']} frames/s) -> {out}")
+        if args.render:
+            print(f"rendered -> {args.render}")
+    return 0
+
+
+def track_video(args, progress: bool = False):
+    """Run the tracker over the video; returns (ObjectsResult, the parsed regions in id order)."""
+    from regionlm.objects.base import ObjectsResult, ObjectTrack
+    from regionlm.objects.io import RLEMasks
+    from regionlm.regions import parse_region, prompt_to_mask, validate_frame
+    from regionlm.video import VideoReader
+
+    backend = BACKENDS[args.backend]
+    if backend.needs_checkpoint and not args.segmenter:
+        raise RegionLMError(f"--backend {args.backend} needs --segmenter DIR (a local SAM 2 / SAM 3 tracker video "
+                            "checkpoint folder)")
+    if not backend.needs_checkpoint and args.segmenter:
+        raise RegionLMError(f"--segmenter is a checkpoint folder for --backend hf; --backend {args.backend} needs "
+                            "none")
+    if not args.region:
+        raise RegionLMError("give at least one --region (e.g. --region mask:first.png@0 or "
+                            "--region box:10,20,110,90@0)")
+    regions = [parse_region(spec) for spec in args.region]
+    with VideoReader(args.video) as reader:
+        H, W, N = reader.height, reader.width, reader.num_frames
+        # Every region is checked (frame in range, file readable, mask size, not empty) before any tracking.
+        given = []
+        for r in regions:
+            validate_frame(r, N)
+            given.append(prompt_to_mask(r, H, W))
+        tracker = backend.tracker(args)
+        segmenter = backend.segmenter(args) if any(r.kind in ("box", "point") for r in regions) else None
+        by_frame: dict[int, list[int]] = {}
+        for k, r in enumerate(regions):
+            by_frame.setdefault(r.frame, []).append(k)
+        first = min(by_frame)
+        tracks = [ObjectTrack(id=k + 1, label="object", score=1.0, masks=RLEMasks()) for k in range(len(regions))]
+        bar = _progress(N - first, progress)
+        t0, started = time.perf_counter(), False
+        for s in range(first, N, CHUNK):
+            idx = list(range(s, min(s + CHUNK, N)))
+            for t, frame in zip(idx, reader.get_frames(idx)):
+                new = {k + 1: _seed_mask(regions[k], given[k], frame, segmenter) for k in by_frame.get(t, [])}
+                if not started:
+                    tracker.start(frame, new)
+                    masks, started = dict(new), True
+                else:
+                    masks = tracker.step(frame)
+                    if new:
+                        tracker.add(frame, new)
+                        masks.update(new)
+                for obj_id, m in masks.items():
+                    tracks[obj_id - 1].masks[t] = np.asarray(m, bool)  # an empty mask stores nothing
+                bar.update()
+        bar.close()
+        secs = time.perf_counter() - t0
+    timing = {"track": round(secs, 3), "fps": round((N - first) / secs, 2) if secs > 0 else None}
+    return ObjectsResult(video=str(args.video), height=H, width=W, num_frames=N, objects=tracks,
+                         timing=timing), regions
+
+
+def _seed_mask(region, mask: np.ndarray, frame: np.ndarray, segmenter) -> np.ndarray:
+    """The mask an object starts from: the given mask, or the segmenter's mask for a box / points (the prompt's
+    own box / disks when the segmenter finds nothing there)."""
+    if region.kind == "box":
+        seg = segmenter.segment(frame, boxes=np.array([region.box], np.float64))
+    elif region.kind == "point":
+        seg = segmenter.segment(frame, points=np.array(region.points, np.float64))
+    else:
+        return mask
+    seg = np.asarray(seg, bool).any(axis=0)
+    return seg if seg.any() else mask
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="track", unit="frame", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+
+
+__all__ = ["add_parser", "run_track", "track_video", "BACKENDS"]
