@@ -239,6 +239,9 @@ def render_objects(video, result: ObjectsResult, out_path, fps: Optional[float] 
                    progress: bool = False) -> Path:
     """Write the video with the result's masks drawn on it, streaming (frames are read in chunks, never all at
     once); mp4 (h264) or any container :func:`regionlm.video.write_video` knows, written atomically."""
+    import sys
+    from fractions import Fraction
+
     import av
 
     from regionlm.errors import VideoError
@@ -247,8 +250,6 @@ def render_objects(video, result: ObjectsResult, out_path, fps: Optional[float] 
     out_path = Path(out_path)
     with VideoReader(video) as reader:
         rate = fps or reader.fps or 8
-        from fractions import Fraction
-
         H, W = reader.height, reader.width
         if (H, W) != (result.height, result.width):
             raise VideoError(f"video {video} is {W}x{H} but the tracks are for {result.width}x{result.height}")
@@ -264,7 +265,7 @@ def render_objects(video, result: ObjectsResult, out_path, fps: Optional[float] 
                 if progress:
                     from tqdm import tqdm
 
-                    starts = tqdm(starts, desc="render", unit="chunk", file=__import__("sys").stderr)
+                    starts = tqdm(starts, desc="render", unit="chunk", file=sys.stderr)
                 for s in starts:
                     idx = list(range(s, min(s + chunk, reader.num_frames)))
                     for i, img in zip(idx, reader.get_frames(idx)):

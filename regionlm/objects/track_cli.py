@@ -56,8 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("video", help="video file or frame folder")
     p.add_argument("--region", action="append", metavar="SPEC",
                    help="an object to track: mask:PNG@F, rle:JSON@F, box:x1,y1,x2,y2@F or point:x,y@F (repeatable)")
-    p.add_argument("--backend", choices=tuple(BACKENDS), default="classical",
-                   help="classical (no weights, default) or hf (needs --segmenter DIR)")
+    # Checked here rather than by argparse (choices) so that a wrong name is a one-line error like the others.
+    p.add_argument("--backend", default="classical", metavar="NAME",
+                   help=f"{' or '.join(BACKENDS)}: classical needs no weights (default), hf needs --segmenter DIR")
     p.add_argument("--segmenter", metavar="DIR", help="hf: a SAM 2 / SAM 3 tracker video checkpoint folder")
     p.add_argument("--device", default="cpu", help="hf: torch device (default cpu)")
     p.add_argument("--out", default="tracks.json", help="tracks file to write (default tracks.json)")
@@ -98,7 +99,9 @@ def track_video(args, progress: bool = False):
     from regionlm.regions import parse_region, prompt_to_mask, validate_frame
     from regionlm.video import VideoReader
 
-    backend = BACKENDS[args.backend]
+    backend = BACKENDS.get(args.backend)
+    if backend is None:
+        raise RegionLMError(f"--backend {args.backend!r}: unknown; available: {', '.join(BACKENDS)}")
     if backend.needs_checkpoint and not args.segmenter:
         raise RegionLMError(f"--backend {args.backend} needs --segmenter DIR (a local SAM 2 / SAM 3 tracker video "
                             "checkpoint folder)")

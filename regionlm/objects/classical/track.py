@@ -2,11 +2,11 @@
 
 ``ClassicalMaskTracker`` (registered as ``("tracker", "classical")``), per object and frame:
 
-1. Motion: DIS optical flow, backward (every pixel of the new frame looks up where it came from) and forward; where
-   the two disagree (disoccluded background behind a moving object, textureless areas) the mask is carried by the
-   affine motion fitted (RANSAC) to the object's consistent flow instead. Flow underestimates the motion of flat,
-   textureless objects, so the result is checked by template matching the object's previous pixels around it
-   and moved when another offset fits clearly better.
+1. Motion: DIS optical flow, backward (every pixel of the new frame looks up where it came from) and forward. Where
+   the two disagree (background uncovered behind a moving object, textureless areas) a pixel is object only if
+   the affine motion fitted (RANSAC) to the object's consistent flow agrees. Flow underestimates the motion of
+   flat, textureless objects, so the result is checked by template matching the object's previous pixels around
+   it and moved when another offset fits clearly better.
 2. Re-segmentation, so that the mask does not drift: the warped mask's log-odds plus the log-odds of a colour model
    of the object against its surroundings, the colours weighted by how reliable they have been on this object
    (measured each frame before the model learns the frame). Where colours are reliable, GrabCut refines the mask
@@ -76,10 +76,15 @@ class ClassicalTrackerConfig:
     area_decay: float = 0.9  # the reference area is the recent peak, decaying this much per frame
     min_colour_match: float = 0.3  # mean colour posterior below which a (reliable-colour) mask is not the object
     max_growth: float = 3.0  # a refined mask this many times larger than the warped one is rejected
+    # A colour change, not an occlusion: the mask lost the object's colours, yet the flow carried at least this
+    # fraction of the reference area, with at least this fraction of consistent pixels.
+    recolour_min_area: float = 0.9
+    recolour_min_valid: float = 0.8
     redetect: bool = True
     redetect_min_posterior: float = 0.8  # mean colour posterior of a blob to re-find a lost object
     redetect_area_range: tuple = (0.35, 2.5)  # blob area / reference area when lost
     redetect_radius: float = 2.0  # search around the predicted position: this x object size, + motion per frame
+    redetect_frames: int = 8  # ... for at most this many frames of motion since it was lost
 
     def validate(self) -> None:
         if self.dis_preset not in _DIS_PRESETS:
@@ -268,6 +273,7 @@ def refine_grabcut(x: RefineInput) -> np.ndarray:
     if not (gc == cv2.GC_BGD).any():
         return (score > 0) & near
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's global RNG: same input, same mask
     try:
         cv2.grabCut(x.crop, gc, None, bgd, fgd, x.cfg.grabcut_iters, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # degenerate colour statistics (e.g. a flat crop): keep the fused answer
@@ -417,6 +423,7 @@ class _Step:
     win: Box
     mask: np.ndarray
     soft: np.ndarray
+    moved_whole: bool = False  # the flow carried the object as one (see ClassicalTrackerConfig.recolour_min_area)
 
 
 @register("tracker", "classical")
@@ -510,16 +517,20 @@ class ClassicalMaskTracker(Tracker):
         local_inside = _crop(inside, crop)
         refined = self._refine(RefineInput(np.ascontiguousarray(pixels[..., ::-1]), _crop(warped, crop), colour,
                                            band, self._colour_weight(obj), cfg))
+        # Whether the flow carried the object as one: nearly all of it, with consistent flow. An object going
+        # behind something is not (the occluder's pixels follow the occluder's motion, not the object's).
+        moved_whole = area >= cfg.recolour_min_area * obj.area and \
+            _crop(maps[2], win)[inside].mean() >= cfg.recolour_min_valid
         kept = refined.sum()
         if kept > cfg.max_growth * area:  # the refiner leaked into the background: trust the motion
             refined = local_inside
-        elif kept < cfg.lost_ratio * area and colour[local_inside].mean() > 0.5:
-            # The refiner dropped a region that still has the object's colours: the refiner failed, not the
-            # track (an occluded object's warped region has the occluder's colours instead).
+        elif kept < cfg.lost_ratio * area and (moved_whole or colour[local_inside].mean() > 0.5):
+            # The refiner dropped nearly everything, yet the region still has the object's colours (the refiner
+            # failed, not the track) or it moved as one (the object changed colour).
             refined = local_inside
         mask = np.zeros_like(inside)
         _crop(mask, crop)[:] = _largest_parts(refined)
-        return _Step(win, mask, warped)
+        return _Step(win, mask, warped, moved_whole)
 
     def _warp(self, obj: _Object, maps, win: Box) -> np.ndarray:
         """The object's mask carried onto window ``win`` of the new frame: by the dense flow where it is
@@ -548,7 +559,12 @@ class ClassicalMaskTracker(Tracker):
                     A[:, 2] += A[:, :2] @ np.array([sx, sy], np.float64) - np.array(win[:2], np.float64)
                     rigid = cv2.warpAffine(src, A, (win[2] - win[0], win[3] - win[1]), flags=cv2.INTER_LINEAR,
                                            borderMode=cv2.BORDER_REPLICATE)
-                    return rigid if cfg.motion == "affine" else np.where(valid, dense, rigid)
+                    if cfg.motion == "affine":
+                        return rigid
+                    # Where the flow is unreliable, object only if both agree: a textureless part of the object
+                    # (both say object), not the background uncovered behind it (the dense flow smears the
+                    # object there) nor background the mask had leaked into (a bad affine fit says object).
+                    return np.where(valid, dense, np.minimum(dense, rigid))
         dense[~valid] = np.minimum(dense[~valid], 0.5)  # no affine fill-in: unreliable flow is "unknown"
         return dense
 
@@ -613,9 +629,15 @@ class ClassicalMaskTracker(Tracker):
         if local is not None:
             box = _shift(local, step.win[0], step.win[1])
             _crop(mask, box)[:] = _crop(step.mask, local)
-        if local is None or area < cfg.lost_ratio * obj.area or not self._looks_like(obj, frame, mask, box):
+        if local is None or area < cfg.lost_ratio * obj.area:
             obj.lost, obj.lost_for, obj.mask, obj.box = True, 1, np.zeros_like(mask), None
             return
+        if not self._looks_like(obj, frame, mask, box):
+            if not step.moved_whole:  # a remnant on whatever hid the object
+                obj.lost, obj.lost_for, obj.mask, obj.box = True, 1, np.zeros_like(mask), None
+                return
+            obj.colour = ColourModel(cfg.colour_bins)  # it changed colour: learn the new colours afresh
+            self._learn(obj.colour, frame, mask, box, 1.0)
         centre = _centre(_crop(mask, box)) + np.array(box[:2])
         obj.velocity = 0.5 * obj.velocity + 0.5 * (centre - obj.centre)
         obj.centre, obj.mask, obj.box = centre, mask, box
@@ -636,11 +658,13 @@ class ClassicalMaskTracker(Tracker):
         """A lost object: the blob of its colours near where its motion would have taken it, about its size, not
         claimed by another object, if one is convincing enough."""
         cfg = self.cfg
-        if not cfg.redetect:
+        # Only a colour model that told the object from its surroundings can find it again by its colours.
+        if not cfg.redetect or self._colour_weight(obj) < cfg.grabcut_min_weight * cfg.colour_weight:
             return
         shape = frame.shape[:2]
-        expected = obj.centre + obj.velocity * obj.lost_for
-        radius = cfg.redetect_radius * np.sqrt(obj.area) + obj.lost_for * (2 * np.hypot(*obj.velocity) + 1)
+        frames = min(obj.lost_for, cfg.redetect_frames)  # how far the object may have got, bounded
+        expected = obj.centre + obj.velocity * frames
+        radius = cfg.redetect_radius * np.sqrt(obj.area) + frames * (2 * np.hypot(*obj.velocity) + 1)
         c = np.round(expected).astype(int)
         r = int(np.ceil(radius + 2 * np.sqrt(obj.area)))  # the blob may reach beyond its centre's search radius
         win = (max(c[0] - r, 0), max(c[1] - r, 0), min(c[0] + r, shape[1]), min(c[1] + r, shape[0]))
@@ -690,6 +714,7 @@ def seed_mask_from_box(frame: np.ndarray, box_xyxy, iters: int = 5, min_fill: fl
         return box_mask
     gc = np.zeros((win[3] - win[1], win[2] - win[0]), np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(np.ascontiguousarray(_crop(frame, win)[..., ::-1]), gc,
                     (x1 - win[0], y1 - win[1], x2 - x1, y2 - y1), bgd, fgd, iters, cv2.GC_INIT_WITH_RECT)
