@@ -2,16 +2,19 @@
 
 - DAVIS semi-supervised (davis-car-shadow, 854x480, 40 frames): the classical mask tracker from the first frame's
   ground-truth mask; J, F and J&F with the official definitions (regionlm.eval.metrics.vos: first and last frames
-  not scored). Bar: J&F mean >= 0.70. Also the refiners side by side (the measured choice of ``refine``).
+  not scored). Bar: J&F mean >= 0.70.
 - VOT15 bag (480x360, 196 frames, rotated boxes -> axis-aligned keeping centre and area): success AUC (LaSOT /
   OTB protocol, regionlm.eval.metrics.tracking) of the classical box tracker and of plain OpenCV CSRT, both run here
   from the first box. Bar: AUC ratio classical / CSRT >= 1.
 - RegionWorld test split (64x64, exact ground truth): each object tracked alone from its first visible frame;
   mean mask IoU and recall at IoU 0.5 on frames where it is visible, and how often a mask is given on frames where
   it is not (left the frame or fully hidden).
-Frames/s count tracking only (frames decoded beforehand), on this machine's cores.
+- The refiners side by side on DAVIS and RegionWorld (``--ablation-videos``): the measured choice of ``refine``
+  (``auto``: GrabCut where the object's colours are reliable, the flow + colour fusion elsewhere).
+Frames/s count tracking only (frames decoded beforehand), on this machine's cores; the load average is printed
+because other work on the machine slows the timings.
 
-    python benchmarks/objects_tracking.py [--world-videos 20] [--no-ablation]
+    python benchmarks/objects_tracking.py [--world-videos 20] [--ablation-videos 10] [--no-ablation]
                                           [--out benchmarks/results/objects_tracking.json]
 """
 
@@ -95,7 +98,7 @@ def vot(folder: Path, name: str) -> dict:
 
 
 # ------------------------------------------------------------------ RegionWorld
-def regionworld(videos: int, seed: int) -> dict:
+def regionworld(videos: int, seed: int, refine: str = ClassicalTrackerConfig.refine) -> dict:
     from regionlm.world import WorldConfig, make_video
 
     ious, absent_frames, absent_given, frames_done, secs = [], 0, 0, 0, 0.0
@@ -108,7 +111,7 @@ def regionworld(videos: int, seed: int) -> dict:
             if not present.any():
                 continue
             s = int(np.argmax(present))
-            tracker = ClassicalMaskTracker()
+            tracker = ClassicalMaskTracker(ClassicalTrackerConfig(refine=refine))
             start = time.perf_counter()
             tracker.start(r.frames[s], {1: visible[k, s]})
             outs = [tracker.step(r.frames[t])[1] for t in range(s + 1, T)]
@@ -122,7 +125,7 @@ def regionworld(videos: int, seed: int) -> dict:
                     absent_frames += 1
                     absent_given += bool(m.any())
     ious = np.asarray(ious)
-    return {"videos": videos, "seed": seed, "visible_frames": len(ious), "mean_iou": float(ious.mean()),
+    return {"refine": refine, "videos": videos, "seed": seed, "visible_frames": len(ious), "mean_iou": float(ious.mean()),
             "recall_05": float((ious >= 0.5).mean()), "absent_frames": absent_frames,
             "mask_on_absent": absent_given, "fps": frames_done / secs, "size": "64x64"}
 
@@ -132,7 +135,8 @@ def main() -> int:
     ap.add_argument("--data", default=str(DATA), help="the shared real data folder")
     ap.add_argument("--world-videos", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-ablation", action="store_true", help="skip the refiners side by side on DAVIS")
+    ap.add_argument("--ablation-videos", type=int, default=10, help="RegionWorld videos of the refiner comparison")
+    ap.add_argument("--no-ablation", action="store_true", help="skip the refiners side by side")
     ap.add_argument("--out", default="benchmarks/results/objects_tracking.json")
     args = ap.parse_args()
     data = Path(args.data)
@@ -141,16 +145,20 @@ def main() -> int:
             print(f"missing real data {data / name}", file=sys.stderr)
             return 2
 
+    load_before = os.getloadavg()
     default = ClassicalTrackerConfig().refine
     refiners = [default] + ([] if args.no_ablation else [r for r in REFINERS if r != default])
     vos = [davis(data / "davis-car-shadow", r) for r in refiners]
     boxes = {name: vot(data / "vot15-bag", name) for name in ("classical", "csrt")}
     world = regionworld(args.world_videos, args.seed) if args.world_videos > 0 else None
+    world_ablation = [] if args.no_ablation or args.ablation_videos <= 0 else \
+        [regionworld(args.ablation_videos, args.seed, r) for r in refiners]
+    load_after = os.getloadavg()
 
     d = vos[0]
     ratio = boxes["classical"]["auc"] / boxes["csrt"]["auc"]
     print(f"DAVIS semi-supervised, {', '.join(d['sequences'])} ({d['size']}, {d['frames']} frames), classical mask "
-          f"tracker")
+          f"tracker by refiner")
     print(f"  {'refine':<10} {'J&F':>6} {'J':>6} {'F':>6} {'J decay':>8} {'frames/s':>9}")
     for row in vos:
         mark = "  <- default" if row["refine"] == default else ""
@@ -173,10 +181,20 @@ def main() -> int:
         print(f"  mean IoU {world['mean_iou']:.3f}, recall @ IoU 0.5 {100 * world['recall_05']:.1f}% over "
               f"{world['visible_frames']} visible frames; a mask on {world['mask_on_absent']} of "
               f"{world['absent_frames']} frames where the object is not visible; {world['fps']:.1f} frames/s")
+    if world_ablation:
+        print()
+        print(f"Refiners on RegionWorld ({world_ablation[0]['videos']} test videos, each object alone)")
+        print(f"  {'refine':<10} {'mean IoU':>9} {'recall@0.5':>11} {'mask when absent':>17} {'frames/s':>9}")
+        for row in world_ablation:
+            print(f"  {row['refine']:<10} {row['mean_iou']:9.3f} {100 * row['recall_05']:10.1f}% "
+                  f"{row['mask_on_absent']:>8} / {row['absent_frames']:<6} {row['fps']:9.1f}")
+    print(f"\nload average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} ({os.cpu_count()} cores; other "
+          f"work on the machine slows the timings)")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "objects_tracking", "davis": vos, "vot": boxes, "auc_ratio": ratio, "regionworld": world,
+           "regionworld_refiners": world_ablation, "load_average": [load_before[0], load_after[0]],
            "bars": {"davis_jf": {"value": d["jf"], "bar": JF_BAR, "pass": d["jf"] >= JF_BAR},
                     "vot_auc_ratio": {"value": ratio, "bar": AUC_RATIO_BAR, "pass": ratio >= AUC_RATIO_BAR}},
            "config": asdict(ClassicalTrackerConfig()), "python": sys.version.split()[0],

@@ -382,12 +382,12 @@ class ObjectPipeline:
             owners = {int(j): self._owner(dets.boxes[j], active) for j in keep}
             merged = self._merged_tracks(dets, owners)
             if not key:
-                # Only what could start (or bring back) an object, or split a merged track, is segmented.
-                lost = any(i not in active and t - tr.last_seen <= cfg.max_lost for i, tr in self.tracks.items())
-                can_add = cfg.discover and (lost or self._new_since_key < cfg.max_new_between_keys)
-                keep = np.array([j for j in keep if (can_add and owners[j] is None
-                                                     and dets.scores[j] >= cfg.new_min_score)
-                                 or owners[j] in merged], np.int64)
+                # Only what could start an object, bring back a lost one (near where it should be), or split a
+                # merged track is segmented: on cluttered real frames segmenting every proposal costs seconds.
+                budget_left = self._new_since_key < cfg.max_new_between_keys
+                keep = np.array([j for j in keep if owners[j] in merged or (
+                    cfg.discover and owners[j] is None and dets.scores[j] >= cfg.new_min_score
+                    and (budget_left or self._near_lost(t, dets.boxes[j], active)))], np.int64)
             if len(keep):
                 t0 = time.perf_counter()
                 masks = list(self.segmenter.segment(frame, boxes=dets.boxes[keep]))
@@ -465,6 +465,19 @@ class ObjectPipeline:
             self.tracker.remove(drop)
             for i in drop:
                 current[i] = np.zeros_like(current[i])
+
+    def _near_lost(self, t: int, box: np.ndarray, active: dict) -> bool:
+        """Whether a detection box is where a recently lost object could be (the re-identification gate)."""
+        cfg = self.config
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        size = np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1.0))
+        for i, tr in self.tracks.items():
+            if i in active or tr.last_seen < 0 or t - tr.last_seen > cfg.max_lost:
+                continue
+            gate = cfg.reid_distance + cfg.reid_growth * max(t - tr.last_seen - 1, 0)
+            if np.linalg.norm(centre - tr.predicted(t)) <= gate * max(tr.size, size):
+                return True
+        return False
 
     def _owner(self, box: np.ndarray, active: dict) -> Optional[int]:
         """The tracked object a detection box is (mostly) on: the one covering most of the middle of the box,
