@@ -229,3 +229,14 @@ def _splice(embeds: torch.Tensor, positions: torch.Tensor, values: torch.Tensor,
         raise ValueError(f"{int(positions.sum())} {name} tokens in the batch, {values.shape[0]} embeddings")
     mask = positions[..., None].expand_as(embeds)
     return embeds.masked_scatter(mask, values.to(embeds.dtype))
+
+
+# AutoConfig / AutoModel know "regionlm" once the model class exists (from_pretrained through the Auto classes).
+def _register_auto_classes() -> None:
+    from transformers import AutoConfig, AutoModel
+
+    AutoConfig.register("regionlm", RegionLMConfig, exist_ok=True)
+    AutoModel.register(RegionLMConfig, RegionLMForConditionalGeneration, exist_ok=True)
+
+
+_register_auto_classes()
