@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "regionlm.world.cli",
     "regionlm.data.cli",
     "regionlm.objects.cli",
+    "regionlm.ask_cli",
     "regionlm.train.cli",
     "regionlm.model.cli",
     "regionlm.eval.cli",

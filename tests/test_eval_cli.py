@@ -84,7 +84,7 @@ def test_limit_and_seed(world, tmp_path, capsys):
 @pytest.mark.parametrize("args, words", [
     ([], ["--benchmark NAME", "world-q"]),
     (["--benchmark", "nope", "--out", "o"], ["unknown benchmark 'nope'", "world-sot"]),
-    (["--benchmark", "world-q", "--data", "{world}", "--out", "{out}"], ["not shipped yet", "--baseline random"]),
+    (["--benchmark", "davis", "--data", "{world}", "--out", "{out}"], ["scores masks", "--tracker NAME"]),
     (["--benchmark", "world-q", "--data", "{world}", "--baseline", "random"], ["--out DIR"]),
     (["--benchmark", "world-q", "--data", "{world}", "--baseline", "first-frame", "--out", "{out}"],
      ["does not apply to world-q", "--baseline random"]),

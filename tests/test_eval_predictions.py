@@ -302,3 +302,17 @@ def test_world_d_reference_descriptions_score_five(world, tmp_path):
     m = score("world-d", world, preds, tmp_path / "out", "--no-java")["metrics"]
     assert m["judge_overall"] == 5 and m["Hallucination Detection"] == 5
     assert m["bleu4"] == pytest.approx(100) and m["rouge_l"] == pytest.approx(100)
+    assert m["attributes"] == 100 and m["attr_motion"] == 100  # the reference names every attribute right
+
+
+def test_world_d_attributes_count_each_wrong_or_missing_attribute():
+    from regionlm.eval.metrics.world_judge import attribute_checks
+
+    obj = {"colour": "red", "shape": "star", "size": "small", "static": False}
+    ref = "A small red star moves left. It bounces off the top wall."
+    assert attribute_checks(ref, ref, obj) == {"colour": True, "shape": True, "size": True, "motion": True}
+    got = attribute_checks(ref, "A large red circle moves right.", obj)
+    assert got == {"colour": True, "shape": False, "size": False, "motion": False}
+    assert attribute_checks(ref, "A red star.", obj)["motion"] is False  # motion not said counts as wrong
+    still = dict(obj, static=True)
+    assert attribute_checks("A small red star stays still.", "A small red star stays still.", still)["motion"]

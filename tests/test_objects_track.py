@@ -254,8 +254,8 @@ def test_track_cli_json_and_tracks_file(tiny_video, tmp_path, capsys):
     folder, mask, gt, green = tiny_video
     out = tmp_path / "tracks.json"
     box = ",".join(str(v) for v in mask_to_box(green[2]))  # the green disc, from its box on frame 2
-    code = main(["track", str(folder), "--region", f"mask:{mask}@0", "--region", f"box:{box}@2",
-                 "--out", str(out), "--render", str(tmp_path / "tracks.mp4"), "--json"])
+    code = main(["track", str(folder), "--backend", "classical", "--region", f"mask:{mask}@0", "--region",
+                 f"box:{box}@2", "--out", str(out), "--render", str(tmp_path / "tracks.mp4"), "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["num_frames"] == 8 and (summary["height"], summary["width"]) == (96, 128)
@@ -292,7 +292,10 @@ def test_track_cli_bad_input_exits_2_with_one_line(tiny_video, tmp_path, capsys,
     Image.fromarray(np.full((10, 10), 255, np.uint8)).save(small)
     d = {"folder": str(folder), "mask": str(mask), "empty": str(empty), "small": str(small)}
     out = tmp_path / "t.json"
-    assert main(["track", *make_args(d), "--out", str(out)]) == 2
+    argv = make_args(d)
+    if "--backend" not in argv:  # the default backend is the model's; these cases are about the mask trackers
+        argv += ["--backend", "classical"]
+    assert main(["track", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("regionlm: error:") and words in err, err
     assert not out.exists()

@@ -199,14 +199,6 @@ def test_cli_bad_arguments_fail_with_one_line(tmp_path, capsys, argv, words):
     assert code == 2 and words in err and "\n" not in err
 
 
-def test_demo_renders_ground_truth(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--seed", "1", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    for name in ("video.mp4", "ground_truth.mp4", "ground_truth.gif", "index.html"):
-        assert (tmp_path / name).stat().st_size > 0
-    assert result["questions"] and "<img" in (tmp_path / "index.html").read_text()
-
-
 def test_generated_files_pass_the_format_validators_and_load_as_a_dataset(tmp_path):
     from regionlm.data import RegionVideoDataset, collate_regions, load
 

@@ -9,7 +9,7 @@ Writes OUT/results.json, OUT/report.md, plots and the per-sample cache OUT/predi
 from it), then prints a short table (with --json only ``{"benchmark", "metrics", "num_samples"}``). Every argument
 problem is a one-line error (exit 2): arguments are checked here rather than by argparse for that reason.
 
---model and --tracker are served by later backends: ``regionlm.model.load_eval_system(path, benchmark=...)`` and
+Without a system option the shipped default model is evaluated. --model and --tracker are served by backends: ``regionlm.model.load_eval_system(path, benchmark=...)`` and
 ``regionlm.objects.load_eval_tracker(name, benchmark=...)`` return a System (see benchmarks.base); until they
 exist the options say so in one line.
 """
@@ -98,9 +98,13 @@ def make_system(args, bench):
     if len(given) > 1:
         raise RegionLMError(f"give only one of --model, --tracker, --predictions, --baseline (got "
                             f"{', '.join('--' + n for n in given)})")
-    if not given:
-        raise RegionLMError("the default RegionLM model is not shipped yet: give --predictions FILE.jsonl, "
-                            "--model DIR, --tracker NAME or a reference baseline: --baseline random|first-frame")
+    if not given:  # the shipped default model
+        from ..api import default_model_dir
+
+        if bench.task == "segment":
+            raise RegionLMError(f"{bench.name} scores masks: give --tracker NAME, --predictions FILE.jsonl or "
+                                f"--baseline first-frame")
+        return _backend("regionlm.model", "load_eval_system", "model")(default_model_dir(), benchmark=bench)
     kind = given[0]
     if kind == "predictions":
         return PredictionsFile(args.predictions, bench)

@@ -203,13 +203,19 @@ def ask_all(benchmark: Benchmark, system, samples: list, out: Path, progress: bo
             todo.append((s, key))
     if todo and len(todo) < len(samples) and progress:
         print(f"resuming: {len(samples) - len(todo)} of {len(samples)} predictions from {cache}", file=sys.stderr)
+    # A system with answer_many() / track_many() answers in batches (each batch is cached as it completes).
+    many = getattr(system, {"answer": "answer_many", "track": "track_many"}.get(METHOD_OF_TASK[task], ""), None)
+    step = max(1, int(getattr(system, "batch_size", 1))) if many else 1
     with tqdm(initial=len(samples) - len(todo), **bar) as pbar:
-        for s, key in todo:
-            value = normalise_output(task, method(s), s)
-            append_jsonl(cache, {"id": s.id, "key": key, vkey: value})
-            preds[s.id] = value
-            cached[s.id] = {"id": s.id, "key": key, vkey: value}
-            pbar.update()
+        for i in range(0, len(todo), step):
+            chunk = todo[i:i + step]
+            outputs = many([s for s, _ in chunk]) if many else [method(chunk[0][0])]
+            for (s, key), output in zip(chunk, outputs):
+                value = normalise_output(task, output, s)
+                append_jsonl(cache, {"id": s.id, "key": key, vkey: value})
+                preds[s.id] = value
+                cached[s.id] = {"id": s.id, "key": key, vkey: value}
+            pbar.update(len(chunk))
     # Compact: one line per id, this run's samples first, then what other runs (--limit) left.
     ordered = [cached[s.id] for s in samples] + [r for sid, r in cached.items() if sid not in preds]
     atomic_write_text(cache, "".join(dumps_json(r) + "\n" for r in ordered))

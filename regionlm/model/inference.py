@@ -181,6 +181,7 @@ class RegionLMSystem:
 
     cacheable = True
     needs_video = True
+    batch_size = 16  # samples per answer_many call in the eval runner
 
     def __init__(self, model, processor, num_frames: Optional[int] = None, max_new_tokens: int = 128,
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
@@ -295,6 +296,20 @@ class RegionLMSystem:
 
     def answer(self, sample) -> str:
         """Text answer of a choice / caption Sample (System protocol)."""
+        return self.generate([self._sample_example(sample)])[0]
+
+    def answer_many(self, samples: Sequence) -> list[str]:
+        """Text answers of several Samples in one batch (left-padded; the same greedy answers as one by one,
+        faster on every device). The eval runner uses it in chunks of ``batch_size``."""
+        if not samples:
+            return []
+        examples = [self._sample_example(s) for s in samples]
+        # a batch needs one clip length: different ones (a sequence shorter than num_frames) go one by one
+        if len({len(e.frames) for e in examples}) > 1:
+            return [self.generate([e])[0] for e in examples]
+        return self.generate(examples)
+
+    def _sample_example(self, sample) -> Example:
         task = self.task_of(sample)
         source = sample.frames if sample.frames else sample.video
         if source is None:
@@ -306,9 +321,8 @@ class RegionLMSystem:
             sampled = sample_indices(src.num_frames, num=self.num_frames, keep=keep)
             frames = src.get(sampled)
         regs = [self._region(r, sampled, k, src.height, src.width) for r, k in zip(regions, keys)]
-        ex = Example(task=task, frames=frames, prompt=self._prompt(task, sample, len(regs)), regions=regs,
-                     objects=self._objects(frames, regs), meta={"id": sample.id, "frame_indices": sampled})
-        return self.generate([ex])[0]
+        return Example(task=task, frames=frames, prompt=self._prompt(task, sample, len(regs)), regions=regs,
+                       objects=self._objects(frames, regs), meta={"id": sample.id, "frame_indices": sampled})
 
     # ------------------------------------------------------------------ tracking
 
@@ -322,38 +336,24 @@ class RegionLMSystem:
         later clip's box replaces an earlier one (its seed is nearer in time), except on its seed frame, which
         keeps the box it was seeded with; a clip that gives no box for a frame leaves the earlier box.
         """
-        if init_xyxy is None and not expression:
-            raise RegionLMError("tracking needs a box on the first frame or a referring expression")
-        n, h, w = src.num_frames, src.height, src.width
-        boxes: list = [None] * n
-        if init_xyxy is not None:
-            boxes[0] = _valid_xyxy(init_xyxy)
-            if boxes[0] is None:
-                raise RegionError(f"the first box {list(init_xyxy)} is empty (xyxy needs x2 > x1 and y2 > y1)")
-        for s in clip_starts(n, self.num_frames, min(self.clip_overlap, max(self.num_frames - 1, 0))):
-            pos = list(range(s, min(s + self.num_frames, n)))
-            frames = src.get(pos)
-            seed = next((boxes[t] for t in range(s, -1, -1) if boxes[t] is not None), None)
-            if seed is not None:
-                masks = np.zeros((len(pos), h, w), bool)
-                masks[0] = _box_mask(seed, h, w)
-                given = np.zeros(len(pos), bool)
-                given[0] = True
-                regs = [Region(masks, given, box_frame=0)]
-                ex = Example("sot", frames, build_prompt("sot"), regions=regs, objects=self._objects(frames, regs),
-                             meta={"positions": pos})
-            else:
-                ex = Example("rsot", frames, build_prompt("rsot", expression=expression),
-                             objects=self._objects(frames, []), meta={"positions": pos})
-            text = self.generate([ex], self._track_budget(len(pos)))[0]
-            parsed, _ = parse_frame_boxes(text)
-            for j, t in enumerate(pos):
-                if seed is not None and j == 0 and boxes[t] is not None:
-                    continue
-                box = _valid_xyxy(text_to_box(parsed[j], w, h)) if j in parsed else None
-                if box is not None:
-                    boxes[t] = [round(min(max(v, 0.0), float(lim)), 3) for v, lim in zip(box, (w, h, w, h))]
-        return boxes
+        return self.track_frames_many([(src, init_xyxy, expression)])[0]
+
+    def track_frames_many(self, jobs: Sequence) -> list:
+        """``track_frames`` for several ``(src, init_xyxy, expression)`` at once: the k-th clips of all jobs are
+        generated in one batch (clips of the same length; the same boxes as one by one)."""
+        states = [_TrackState(self, *job) for job in jobs]
+        while True:
+            pending = [(st, st.next_example()) for st in states]
+            pending = [(st, ex) for st, ex in pending if ex is not None]
+            if not pending:
+                return [st.boxes for st in states]
+            by_length: dict = {}
+            for st, ex in pending:
+                by_length.setdefault(len(ex.frames), []).append((st, ex))
+            for length, group in by_length.items():
+                texts = self.generate([ex for _, ex in group], self._track_budget(length))
+                for (st, _), text in zip(group, texts):
+                    st.consume(text)
 
     def track(self, sample_or_video, region=None, expression: Optional[str] = None) -> list:
         """System protocol: ``track(sample)`` -> one [x, y, w, h] pixel box (or None) per frame of the sequence.
@@ -367,13 +367,24 @@ class RegionLMSystem:
         return self._track_user(sample_or_video, region, expression)
 
     def _track_sample(self, sample) -> list:
-        source = sample.frames if sample.frames else sample.video
-        if source is None:
-            raise RegionLMError(f"sample {sample.id}: no video or frames")
-        with FrameSource(source, sample.frame_indices or None) as src:
-            init = box_xywh_to_xyxy(list(sample.init_box)) if sample.init_box is not None else None
-            boxes = self.track_frames(src, init, sample.expression)
-        return [None if b is None else box_xyxy_to_xywh(b) for b in boxes]
+        return self.track_many([sample])[0]
+
+    def track_many(self, samples: Sequence) -> list:
+        """System protocol, batched: ``track(sample)`` of each Sample, their clips generated together (the eval
+        runner uses it in chunks of ``batch_size``)."""
+        from contextlib import ExitStack
+
+        with ExitStack() as stack:
+            jobs = []
+            for sample in samples:
+                source = sample.frames if sample.frames else sample.video
+                if source is None:
+                    raise RegionLMError(f"sample {sample.id}: no video or frames")
+                src = stack.enter_context(FrameSource(source, sample.frame_indices or None))
+                init = box_xywh_to_xyxy(list(sample.init_box)) if sample.init_box is not None else None
+                jobs.append((src, init, sample.expression))
+            tracks = self.track_frames_many(jobs)
+        return [[None if b is None else box_xyxy_to_xywh(b) for b in boxes] for boxes in tracks]
 
     def _track_user(self, video, region, expression) -> list:
         if region is None and not expression:
@@ -430,6 +441,53 @@ class RegionLMSystem:
         text = self.generate([Example("rec", np.repeat(frame, n, 0), build_prompt("rec", expression=expression))])[0]
         box = _valid_xyxy(text_to_box(text, src.width, src.height))
         return None if box is None else box_xyxy_to_xywh(box)
+
+
+class _TrackState:
+    """One sequence under the clip protocol of ``RegionLMSystem.track_frames``: ``next_example()`` gives the next
+    clip's Example (None when done), ``consume(text)`` merges the model's answer for it into ``boxes``."""
+
+    def __init__(self, system: "RegionLMSystem", src: FrameSource, init_xyxy=None, expression=None):
+        if init_xyxy is None and not expression:
+            raise RegionLMError("tracking needs a box on the first frame or a referring expression")
+        self.system, self.src, self.expression = system, src, expression
+        self.boxes: list = [None] * src.num_frames
+        if init_xyxy is not None:
+            self.boxes[0] = _valid_xyxy(init_xyxy)
+            if self.boxes[0] is None:
+                raise RegionError(f"the first box {list(init_xyxy)} is empty (xyxy needs x2 > x1 and y2 > y1)")
+        length = system.num_frames
+        self.starts = clip_starts(src.num_frames, length, min(system.clip_overlap, max(length - 1, 0)))
+        self.k, self.pos, self.seed = 0, [], None
+
+    def next_example(self) -> Optional[Example]:
+        if self.k >= len(self.starts):
+            return None
+        s, n, h, w = self.starts[self.k], self.src.num_frames, self.src.height, self.src.width
+        self.pos = list(range(s, min(s + self.system.num_frames, n)))
+        frames = self.src.get(self.pos)
+        self.seed = next((self.boxes[t] for t in range(s, -1, -1) if self.boxes[t] is not None), None)
+        if self.seed is None:
+            return Example("rsot", frames, build_prompt("rsot", expression=self.expression),
+                           objects=self.system._objects(frames, []), meta={"positions": self.pos})
+        masks = np.zeros((len(self.pos), h, w), bool)
+        masks[0] = _box_mask(self.seed, h, w)
+        given = np.zeros(len(self.pos), bool)
+        given[0] = True
+        regs = [Region(masks, given, box_frame=0)]
+        return Example("sot", frames, build_prompt("sot"), regions=regs, objects=self.system._objects(frames, regs),
+                       meta={"positions": self.pos})
+
+    def consume(self, text: str) -> None:
+        h, w = self.src.height, self.src.width
+        parsed, _ = parse_frame_boxes(text)
+        for j, t in enumerate(self.pos):
+            if self.seed is not None and j == 0 and self.boxes[t] is not None:
+                continue
+            box = _valid_xyxy(text_to_box(parsed[j], w, h)) if j in parsed else None
+            if box is not None:
+                self.boxes[t] = [round(min(max(v, 0.0), float(lim)), 3) for v, lim in zip(box, (w, h, w, h))]
+        self.k += 1
 
 
 def _as_prompt(region) -> RegionPrompt:

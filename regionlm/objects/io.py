@@ -9,6 +9,10 @@ Schema (issue 5)::
 Frame keys are indices of the input video, only frames where the object is visible (non-empty mask), in
 increasing order; boxes are xyxy pixels with x2/y2 exclusive (as :func:`regionlm.regions.mask_to_box`).
 
+An object known by boxes only (the ``model`` backend of ``regionlm track`` reads boxes off the model's text) has
+no ``segmentation`` on any of its frames, only ``"box"`` (numbers, not necessarily integers); in memory its
+``masks`` is a :class:`BoxTrack`. An object has a segmentation on every frame or on none.
+
 Masks are held as RLE (:class:`RLEMasks`), so a result of a long video stays small in memory; a mask is decoded
 only when it is read.
 """
@@ -77,6 +81,45 @@ class RLEMasks(MutableMapping):
         return f"RLEMasks({len(self)} frames)"
 
 
+class BoxTrack(MutableMapping):
+    """frame index -> xyxy pixel box, for a track known by boxes only (no masks). It stands in the ``masks``
+    field of an ObjectTrack: writing, reading and rendering know it; ``box(f)`` reads like RLEMasks.box."""
+
+    def __init__(self, items=None):
+        self._box: dict[int, list[float]] = {}
+        for k, v in dict(items or {}).items():
+            self[k] = v
+
+    def __getitem__(self, frame: int) -> list[float]:
+        return self._box[int(frame)]
+
+    def __setitem__(self, frame: int, box) -> None:
+        if box is None:  # like an empty mask: the object is not on this frame
+            self._box.pop(int(frame), None)
+            return
+        self._box[int(frame)] = [float(v) for v in box]
+
+    def box(self, frame: int) -> list[float]:
+        return self._box[int(frame)]
+
+    def __delitem__(self, frame: int) -> None:
+        del self._box[int(frame)]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._box))
+
+    def __len__(self) -> int:
+        return len(self._box)
+
+    def __repr__(self) -> str:
+        return f"BoxTrack({len(self)} frames)"
+
+
+def _json_number(v: float):
+    v = round(float(v), 2)
+    return int(v) if v.is_integer() else v
+
+
 # ------------------------------------------------------------------ writing
 
 
@@ -87,6 +130,9 @@ def objects_to_json(result: ObjectsResult) -> dict:
         frames = {}
         masks = obj.masks
         for f in sorted(masks):
+            if isinstance(masks, BoxTrack):
+                frames[str(int(f))] = {"box": [_json_number(v) for v in masks.box(f)]}
+                continue
             if isinstance(masks, RLEMasks):
                 rle, box = masks.rle(f), masks.box(f)
             else:
@@ -163,16 +209,30 @@ def objects_from_json(doc, path="objects.json") -> ObjectsResult:
             fail(rec, "score", f"must be a finite number, got {obj['score']!r:.40}")
         if not isinstance(obj["frames"], dict):
             fail(rec, "frames", f"must be an object of frame index -> mask, got {type(obj['frames']).__name__}")
-        masks = RLEMasks()
+        entries = obj["frames"].values()
+        # Boxes only (no segmentation on any frame) is a box track; otherwise every frame needs its mask.
+        box_only = bool(entries) and all(isinstance(e, dict) and "segmentation" not in e for e in entries)
+        masks = BoxTrack() if box_only else RLEMasks()
         for key, entry in obj["frames"].items():
             field = f"frames.{key}"
             if not (isinstance(key, str) and key.isdigit()) or int(key) >= N:
                 fail(rec, "frames", f"frame key {key!r} is not a frame index 0..{N - 1}")
             if not isinstance(entry, dict):
                 fail(rec, field, f"must be an object with segmentation and box, got {type(entry).__name__}")
-            for sub in ("segmentation", "box"):
+            for sub in ("box",) if box_only else ("segmentation", "box"):
                 if sub not in entry:
-                    fail(rec, f"{field}.{sub}", "missing")
+                    fail(rec, f"{field}.{sub}", "missing" if sub == "box" else
+                         "missing (other frames of this object have one: give it on every frame or on none)")
+            box = entry["box"]
+            if (not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) and math.isfinite(v)
+                                                                      for v in box)):
+                fail(rec, f"{field}.box", f"must be [x1, y1, x2, y2] (4 numbers), got {box!r:.60}")
+            x1, y1, x2, y2 = box
+            if not (0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H):
+                fail(rec, f"{field}.box", f"{box} is not a box inside the {W}x{H} frame (x1 < x2, y1 < y2)")
+            if box_only:
+                masks[int(key)] = box
+                continue
             seg = entry["segmentation"]
             try:
                 mask = rle_to_mask(seg)
@@ -181,13 +241,6 @@ def objects_from_json(doc, path="objects.json") -> ObjectsResult:
             if mask.shape != (H, W):
                 fail(rec, f"{field}.segmentation", f"RLE size {mask.shape[0]}x{mask.shape[1]} (HxW) differs from "
                                                    f"the video's {H}x{W}")
-            box = entry["box"]
-            if (not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) and math.isfinite(v)
-                                                                      for v in box)):
-                fail(rec, f"{field}.box", f"must be [x1, y1, x2, y2] (4 numbers), got {box!r:.60}")
-            x1, y1, x2, y2 = box
-            if not (0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H):
-                fail(rec, f"{field}.box", f"{box} is not a box inside the {W}x{H} frame (x1 < x2, y1 < y2)")
             if not mask.any():
                 fail(rec, f"{field}.segmentation", "empty mask (frames are listed only where the object is "
                                                    "visible)")
@@ -212,7 +265,8 @@ _PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200)
 
 
 def draw_objects(frame: np.ndarray, index: int, objects: list[ObjectTrack], alpha: float = 0.5) -> np.ndarray:
-    """``frame`` with each object's mask tinted in its colour, its outline, and ``id label`` at its box."""
+    """``frame`` with each object's mask tinted in its colour, its outline, and ``id label`` at its box; an
+    object known by boxes only (:class:`BoxTrack`) gets its box drawn instead."""
     import cv2
 
     out = frame.astype(np.float32)
@@ -220,16 +274,27 @@ def draw_objects(frame: np.ndarray, index: int, objects: list[ObjectTrack], alph
     for obj in objects:
         if index not in obj.masks:
             continue
-        m = np.asarray(obj.masks[index], bool)
         colour = _PALETTE[(int(obj.id) - 1) % len(_PALETTE)]
+        if isinstance(obj.masks, BoxTrack):
+            notes.append((None, obj.masks.box(index), colour, obj))
+            continue
+        m = np.asarray(obj.masks[index], bool)
+        box = mask_to_box(m)
+        if box is None:  # a plain dict may hold an empty mask for a frame where the object is lost
+            continue
         out[m] = (1 - alpha) * out[m] + alpha * colour
-        notes.append((m, colour, obj))
+        notes.append((m, box, colour, obj))
     out = np.clip(out, 0, 255).astype(np.uint8)
     scale = max(0.3, min(out.shape[:2]) / 600)
-    for m, colour, obj in notes:
-        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, colour.tolist(), max(1, int(2 * scale)))
-        x1, y1, _, _ = mask_to_box(m)
+    thick = max(1, int(2 * scale))
+    for m, box, colour, obj in notes:
+        if m is None:
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            cv2.rectangle(out, (x1, y1), (max(x2 - 1, x1), max(y2 - 1, y1)), colour.tolist(), thick)
+        else:
+            contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, contours, -1, colour.tolist(), thick)
+        x1, y1 = int(round(box[0])), int(round(box[1]))
         cv2.putText(out, f"{obj.id} {obj.label}", (int(x1), max(int(y1) - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
                     scale, colour.tolist(), max(1, int(scale * 2)), cv2.LINE_AA)
     return out
@@ -237,8 +302,8 @@ def draw_objects(frame: np.ndarray, index: int, objects: list[ObjectTrack], alph
 
 def render_objects(video, result: ObjectsResult, out_path, fps: Optional[float] = None, chunk: int = 32,
                    progress: bool = False) -> Path:
-    """Write the video with the result's masks drawn on it, streaming (frames are read in chunks, never all at
-    once); mp4 (h264) or any container :func:`regionlm.video.write_video` knows, written atomically."""
+    """Write the video with the result's masks (or boxes) drawn on it, streaming (frames are read in chunks, never
+    all at once); mp4 (h264) or any container :func:`regionlm.video.write_video` knows, written atomically."""
     import sys
     from fractions import Fraction
 
@@ -282,5 +347,5 @@ def render_objects(video, result: ObjectsResult, out_path, fps: Optional[float] 
     return out_path
 
 
-__all__ = ["RLEMasks", "objects_to_json", "objects_from_json", "write_objects_json", "read_objects_json",
+__all__ = ["RLEMasks", "BoxTrack", "objects_to_json", "objects_from_json", "write_objects_json", "read_objects_json",
            "draw_objects", "render_objects"]

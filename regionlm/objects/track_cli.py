@@ -1,12 +1,17 @@
-"""`regionlm track VIDEO --region SPEC [--region SPEC ...]`: follow regions given on a frame to the end of the video.
+"""`regionlm track VIDEO (--region SPEC | --expression TEXT)`: follow an object to the end of the video.
 
-Each ``--region`` (``mask:first.png@F``, ``rle:mask.json@F``, ``box:x1,y1,x2,y2@F``, ``point:x,y@F``) is one
-object, id 1, 2, ... in the order given, tracked forward from its frame F (frames before it are not tracked). Boxes
-and points are turned into a mask on frame F by the backend's segmenter. Output: ``tracks.json`` in the
-``objects.json`` schema (regionlm.objects.io), every frame where the object is visible; ``--render`` draws the
-tracks on the video. Frames are read in chunks, so a long video runs in bounded memory.
+Backend ``model`` (the default): the RegionLM model (``--model DIR``, default the shipped one) writes a box per
+frame as text, Elysium style, clip by clip; one object, given by one ``--region`` on its frame F or by a referring
+``--expression`` (found from frame 0). ``tracks.json`` then holds a ``box`` per frame and no ``segmentation``;
+frames where the model gives no box are left out.
 
-Backends (``BACKENDS``): ``classical`` (no weights: DIS flow + re-segmentation, GrabCut for boxes) and ``hf``
+Mask backends: each ``--region`` (``mask:first.png@F``, ``rle:mask.json@F``, ``box:x1,y1,x2,y2@F``,
+``point:x,y@F``) is one object, id 1, 2, ... in the order given, tracked forward from its frame F (frames before it
+are not tracked). Boxes and points are turned into a mask on frame F by the backend's segmenter. Output:
+``tracks.json`` in the ``objects.json`` schema (regionlm.objects.io), every frame where the object is visible.
+``--render`` draws the tracks on the video. Frames are read in chunks, so a long video runs in bounded memory.
+
+Mask backends (``BACKENDS``): ``classical`` (no weights: DIS flow + re-segmentation, GrabCut for boxes) and ``hf``
 (``--segmenter DIR``: a local SAM 2 / SAM 3 tracker *video* checkpoint, which also segments boxes and points).
 """
 
@@ -38,7 +43,7 @@ def _part(kind: str, name: str, with_checkpoint: bool):
     from regionlm.objects.base import create
 
     def build(args):
-        kwargs = {"checkpoint": args.segmenter, "device": args.device} if with_checkpoint else {}
+        kwargs = {"checkpoint": args.segmenter, "device": args.device or "cpu"} if with_checkpoint else {}
         return create(kind, name, **kwargs)
 
     return build
@@ -48,6 +53,7 @@ BACKENDS: dict[str, Backend] = {
     "classical": Backend(_part("tracker", "classical", False), _part("segmenter", "classical", False), False),
     "hf": Backend(_part("tracker", "hf", True), _part("segmenter", "hf-sam", True), True),
 }
+MODEL_BACKEND = "model"  # boxes from the RegionLM model; BACKENDS are the mask trackers
 
 
 def add_parser(sub) -> None:
@@ -55,12 +61,19 @@ def add_parser(sub) -> None:
                        description=__doc__.split("\n\n", 1)[0])
     p.add_argument("video", help="video file or frame folder")
     p.add_argument("--region", action="append", metavar="SPEC",
-                   help="an object to track: mask:PNG@F, rle:JSON@F, box:x1,y1,x2,y2@F or point:x,y@F (repeatable)")
+                   help="an object to track: mask:PNG@F, rle:JSON@F, box:x1,y1,x2,y2@F or point:x,y@F (repeatable "
+                        "with the mask backends; one with the model)")
+    p.add_argument("--expression", metavar="TEXT",
+                   help='model backend: track the object this names instead of a --region ("the small red star")')
     # Checked here rather than by argparse (choices) so that a wrong name is a one-line error like the others.
-    p.add_argument("--backend", default="classical", metavar="NAME",
-                   help=f"{' or '.join(BACKENDS)}: classical needs no weights (default), hf needs --segmenter DIR")
+    p.add_argument("--backend", default=MODEL_BACKEND, metavar="NAME",
+                   help=f"{MODEL_BACKEND} (default: boxes from the RegionLM model), or masks: classical (no "
+                        "weights) or hf (needs --segmenter DIR)")
+    p.add_argument("--model", metavar="DIR", help="model backend: a saved RegionLM model folder (default: the "
+                                                  "shipped model)")
     p.add_argument("--segmenter", metavar="DIR", help="hf: a SAM 2 / SAM 3 tracker video checkpoint folder")
-    p.add_argument("--device", default="cpu", help="hf: torch device (default cpu)")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cpu for hf, CUDA when available for the model)")
     p.add_argument("--out", default="tracks.json", help="tracks file to write (default tracks.json)")
     p.add_argument("--render", metavar="OUT.mp4", help="also write the video with the tracks drawn on it")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -70,6 +83,14 @@ def add_parser(sub) -> None:
 def run_track(args) -> int:
     from regionlm.objects.io import render_objects, write_objects_json
 
+    if args.backend != MODEL_BACKEND and args.backend not in BACKENDS:
+        raise RegionLMError(f"--backend {args.backend!r}: unknown; available: {MODEL_BACKEND}, {', '.join(BACKENDS)}")
+    if args.backend == MODEL_BACKEND:
+        return run_model_track(args)
+    for flag, value in (("--expression", args.expression), ("--model", args.model)):
+        if value is not None:
+            raise RegionLMError(f"{flag} works only with --backend {MODEL_BACKEND}; --backend {args.backend} "
+                                "tracks the masks of --region")
     start = time.perf_counter()
     result, regions = track_video(args, progress=not args.json)
     out = write_objects_json(args.out, result)
@@ -101,7 +122,7 @@ def track_video(args, progress: bool = False):
 
     backend = BACKENDS.get(args.backend)
     if backend is None:
-        raise RegionLMError(f"--backend {args.backend!r}: unknown; available: {', '.join(BACKENDS)}")
+        raise RegionLMError(f"--backend {args.backend!r}: unknown; available: {MODEL_BACKEND}, {', '.join(BACKENDS)}")
     if backend.needs_checkpoint and not args.segmenter:
         raise RegionLMError(f"--backend {args.backend} needs --segmenter DIR (a local SAM 2 / SAM 3 tracker video "
                             "checkpoint folder)")
@@ -150,6 +171,50 @@ def track_video(args, progress: bool = False):
                          timing=timing), regions
 
 
+def run_model_track(args) -> int:
+    """The model backend: boxes per frame from the RegionLM model -> tracks.json with boxes only."""
+    from regionlm.api import RegionLM, check_regions_fit, timed
+    from regionlm.objects.base import ObjectsResult, ObjectTrack
+    from regionlm.objects.io import BoxTrack, render_objects, write_objects_json
+
+    if args.segmenter:
+        raise RegionLMError(f"--segmenter is a checkpoint folder for --backend hf; --backend {MODEL_BACKEND} needs "
+                            "none (give --model DIR for another model)")
+    regions = args.region or []
+    expression = args.expression.strip() if args.expression is not None else None
+    if expression is not None and not expression:
+        raise RegionLMError("--expression is empty; name the object, e.g. --expression \"the small red star\"")
+    if bool(regions) == (expression is not None):
+        raise RegionLMError(f"--backend {MODEL_BACKEND} needs exactly one of --region (e.g. box:10,20,40,50@0) or "
+                            "--expression")
+    if len(regions) > 1:
+        raise RegionLMError(f"--backend {MODEL_BACKEND} tracks one object: give one --region, got {len(regions)} "
+                            "(the mask backends classical / hf take several)")
+    prompts, (N, H, W) = check_regions_fit(args.video, regions, name="--region")
+    model = RegionLM.load(args.model, device=args.device, progress=False)
+    xywh, secs = timed(model.track, args.video, region=prompts[0] if prompts else None, expression=expression)
+    boxes = [None if b is None else [round(float(b[0]), 2), round(float(b[1]), 2), round(float(b[0] + b[2]), 2),
+                                     round(float(b[1] + b[3]), 2)] for b in xywh]
+    track = ObjectTrack(id=1, label=expression or "object", score=1.0,
+                        masks=BoxTrack({t: b for t, b in enumerate(boxes) if b is not None}))
+    first = prompts[0].frame if prompts else 0
+    timing = {"track": secs, "fps": round((N - first) / secs, 2) if secs > 0 else None}
+    result = ObjectsResult(video=str(args.video), height=H, width=W, num_frames=N, objects=[track], timing=timing)
+    out = write_objects_json(args.out, result)
+    if args.render:
+        render_objects(args.video, result, args.render, progress=not args.json)
+    what = {"region": regions[0]} if regions else {"expression": expression}
+    if args.json:
+        print(json.dumps({"video": str(args.video), "backend": MODEL_BACKEND, **what, "boxes": boxes,
+                          "out": str(out), "render": args.render, "model": model.path, "seconds": secs}))
+    else:
+        print(f"{regions[0] if regions else repr(expression)}: a box on {len(track.masks)} of {N - first} frames "
+              f"-> {out}")
+        if args.render:
+            print(f"rendered -> {args.render}")
+    return 0
+
+
 def _seed_mask(region, mask: np.ndarray, frame: np.ndarray, segmenter) -> np.ndarray:
     """The mask an object starts from: the given mask, or the segmenter's mask for a box / points (the prompt's
     own box / disks when the segmenter finds nothing there)."""
@@ -169,4 +234,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="track", unit="frame", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
-__all__ = ["add_parser", "run_track", "track_video", "BACKENDS"]
+__all__ = ["add_parser", "run_track", "run_model_track", "track_video", "BACKENDS", "MODEL_BACKEND"]

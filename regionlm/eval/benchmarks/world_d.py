@@ -2,7 +2,8 @@
 
 Metrics: caption metrics against the reference description (``bleu4``, ``meteor``, ``rouge_l``, ``cider``, x100)
 and the deterministic RegionWorld judge (metrics.world_judge: ``judge_overall`` and one key per dimension, 0-5),
-which compares the description's attributes and events with the object's ground truth.
+which compares the description's attributes and events with the object's ground truth; ``attributes`` (and
+``attr_colour`` / ``attr_shape`` / ``attr_size`` / ``attr_motion``): percent of those four named right.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from ...errors import DataFormatError
 from ...world.language import DIRECTIONS, REGIONS
 from ...world.spec import COLOURS, SHAPES, SIZES
 from ..metrics.judge import DIMENSIONS
-from ..metrics.world_judge import WorldJudge
+from ..metrics.world_judge import ATTRIBUTES, WorldJudge, attribute_checks
 from .base import Sample, Scores, resolve_path
 from .captions import CaptionBenchmark
 from .choice import int_frame
@@ -25,7 +26,7 @@ DESCRIBE_PROMPT = "Please give a detailed description of the highlighted object 
 class WorldD(CaptionBenchmark):
     summary = "RegionWorld region descriptions: caption metrics + deterministic ground-truth judge"
     data_help = "a RegionWorld folder (regionlm world generate OUT --split test)"
-    headline = ("judge_overall", *DIMENSIONS, "bleu4", "meteor", "rouge_l", "cider")
+    headline = ("judge_overall", *DIMENSIONS, "attributes", "bleu4", "meteor", "rouge_l", "cider")
 
     def load(self) -> list:
         recs = read_world_records(self.data, "region_caption.json")
@@ -52,6 +53,12 @@ class WorldD(CaptionBenchmark):
         scores = self.caption_scores(refs, {sid: predictions[sid] for sid in refs})
         judged = [(str(r["id"]), r["caption"], predictions[str(r["id"])], r["_truth"]) for r in items]
         self.add_judge(scores, judged, WorldJudge(), WorldJudge.name)
+        # attributes: percent of (colour, shape, size, motion) named right, over all descriptions
+        checks = [attribute_checks(ref, pred, truth["object"]) for _, ref, pred, truth in judged]
+        for name in ATTRIBUTES:
+            scores.metrics[f"attr_{name}"] = 100.0 * sum(c[name] for c in checks) / len(checks) if checks else None
+        total = sum(sum(c.values()) for c in checks)
+        scores.metrics["attributes"] = 100.0 * total / (len(ATTRIBUTES) * len(checks)) if checks else None
         return scores
 
     def random_answer(self, sample: Sample, rng) -> str:

@@ -47,7 +47,9 @@ from typing import Optional
 from ...world.language import DIRECTIONS
 from ...world.spec import COLOURS, SHAPES
 
-__all__ = ["WorldJudge", "DescriptionFacts", "read_description", "object_events"]
+__all__ = ["WorldJudge", "DescriptionFacts", "ATTRIBUTES", "attribute_checks", "read_description", "object_events"]
+
+ATTRIBUTES = ("colour", "shape", "size", "motion")
 
 _WALL = r"(left|right|top|bottom)"
 _COLOUR = "(" + "|".join(COLOURS) + ")"
@@ -235,6 +237,20 @@ class WorldJudge:
         lines.append(("Hallucination Detection", max(0, 5 - len(false_claims)),
                       "; ".join(false_claims) if false_claims else "nothing unsupported"))
         return "\n".join(f"{i}. {dim}: {score}\nExplanation: {why}" for i, (dim, score, why) in enumerate(lines, 1))
+
+
+def attribute_checks(reference: str, prediction: str, obj: Mapping) -> dict:
+    """Whether the description names each of the object's attributes right: ``colour`` (its first colour or any it
+    turns), ``shape``, ``size`` and ``motion`` (a static object is said to stay still; a moving one to move in
+    the reference description's heading). A missing attribute is wrong."""
+    said, ref = read_description(prediction), read_description(reference)
+    colours = {obj["colour"]} | {f.get("colour") for f in obj.get("frames", ()) if f.get("colour")}
+    if obj.get("static"):
+        motion = said.static is True
+    else:
+        motion = said.static is False and said.heading is not None and said.heading == ref.heading
+    return {"colour": said.colour in colours, "shape": said.shape == obj["shape"], "size": said.size == obj["size"],
+            "motion": motion}
 
 
 def _said(value: Optional[str]) -> str:

@@ -1,0 +1,187 @@
+"""The seeds' methods on equal terms: the same small RegionLM trained with each region encoder and each connector.
+
+Every variant is configs/default.yaml with one change (the model options below), the same data stream, seed,
+tokenizer and number of steps (--budget), then scored with `regionlm eval` on the same held-out test split:
+  world-q   region multiple choice (overall) and region_swap (does the answer follow the region?)
+  world-sot single-object tracking from a first-frame box (success AUC)
+  world-vqa video-level questions (overall)
+Variants (one per line of VARIANTS): token_mark with / without the guide head, mask_pool with / without the
+temporal merge, object_tokens, roi_box, text_coords, visual_marks (all on the pool connector, 128 context tokens
+for 8 frames), then the connectors with token_mark: t_selector at the pool's budget (16 tokens per frame), and stc
+against t_selector at half of it (64 tokens: stc merges frame pairs; t_selector keeps 8 tokens per frame).
+
+A variant whose model is already trained (OUT/runs/NAME/final) is not trained again; evaluations resume from their
+caches. Prints the table, writes OUT/compare_encoders.json and OUT/compare_encoders.md, and with --doc FILE puts the
+table into FILE between the markers <!-- compare_encoders:start --> and <!-- compare_encoders:end -->.
+
+    python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
+        [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
+        [--doc docs/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from regionlm.data.io import atomic_write_text  # noqa: E402
+
+# name -> (RegionLMConfig overrides of configs/default.yaml, what it stands for)
+VARIANTS = {
+    "token_mark": ({"region_encoder": "token_mark", "guide_head": True}, "Omni-RGPT Token Marks + guide head"),
+    "token_mark-noguide": ({"region_encoder": "token_mark", "guide_head": False}, "Token Marks, no guide head"),
+    "mask_pool": ({"region_encoder": "mask_pool", "temporal_merge": True}, "VideoRefer mask pooling + merge"),
+    "mask_pool-nomerge": ({"region_encoder": "mask_pool", "temporal_merge": False}, "mask pooling, no merge"),
+    "object_tokens": ({"region_encoder": "object_tokens"}, "VideoOrion object tokens"),
+    "roi_box": ({"region_encoder": "roi_box"}, "baseline: RoI box features"),
+    "text_coords": ({"region_encoder": "text_coords"}, "baseline: box as text (Elysium)"),
+    "visual_marks": ({"region_encoder": "visual_marks"}, "baseline: marks drawn on frames"),
+    "t_selector-128": ({"connector": "t_selector", "t_selector_keep": 16}, "T-Selector, 16 tokens/frame"),
+    "stc-64": ({"connector": "stc", "stc_temporal_stride": 2}, "STC (frame pairs merged), 64 tokens"),
+    "t_selector-64": ({"connector": "t_selector", "t_selector_keep": 8}, "T-Selector, 8 tokens/frame"),
+}
+EVALS = [("world-q", "limit_q", ("overall", "region_swap")), ("world-sot", "limit_track", ("auc",)),
+         ("world-vqa", "limit_vqa", ("overall",))]
+COLUMNS = [("world-q", "overall", "region MC"), ("world-q", "region_swap", "swap"), ("world-sot", "auc", "SOT AUC"),
+           ("world-vqa", "overall", "video QA")]
+START, END = "<!-- compare_encoders:start -->", "<!-- compare_encoders:end -->"
+
+
+def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path) -> dict:
+    cfg = json.loads(json.dumps(base))
+    cfg["model"]["config"].update(overrides)
+    cfg["tokenizer"] = {"path": str(tokenizer)}
+    stage = cfg["stages"][0]
+    total = sum(s["steps"] for s in cfg["stages"])
+    # the same one-stage schedule, shortened: warmup keeps its share of the steps
+    cfg["stages"] = [dict(stage, steps=budget, warmup=max(1, round(stage.get("warmup", 0) * budget / total)))]
+    cfg["checkpoint_every"] = max(budget, 1)
+    return cfg
+
+
+def run(cmd: list, what: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "regionlm.cli", *cmd], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"{what} failed: {tail}")
+    return proc.stdout
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", type=int, default=3600, help="training steps per variant (default: the default "
+                                                             "model's 3600)")
+    ap.add_argument("--only", help="comma-separated variant names (default: all)")
+    ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    ap.add_argument("--videos", type=int, default=200, help="videos in the held-out test split")
+    ap.add_argument("--limit-q", type=int, default=400, help="world-q questions per variant (0: all)")
+    ap.add_argument("--limit-track", type=int, default=100, help="world-sot sequences per variant (0: all)")
+    ap.add_argument("--limit-vqa", type=int, default=200, help="world-vqa questions per variant (0: all)")
+    ap.add_argument("--data-dir", default=str(REPO / "runs" / "data"))
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "compare_encoders"))
+    ap.add_argument("--doc", help="a Markdown file to put the table in (between the markers)")
+    args = ap.parse_args()
+
+    names = args.only.split(",") if args.only else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = yaml.safe_load(Path(args.config).read_text())
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from default_model import ensure_split  # the same held-out split as the default model's bars
+
+    data = ensure_split(Path(args.data_dir), "test", args.videos)
+    tokenizer = out / "tokenizer"
+    if not (tokenizer / "tokenizer.json").is_file():  # one tokenizer for all: the default config's
+        from regionlm.model.tokenizer import build_default_tokenizer
+
+        spec = base.get("tokenizer", {})
+        build_default_tokenizer(tokenizer, num_videos=spec.get("corpus_videos", 400),
+                                seed=spec.get("corpus_seed", 0), vocab_size=spec.get("vocab_size", 2048))
+
+    results = {}
+    old = out / "compare_encoders.json"
+    if old.is_file():
+        results = json.loads(old.read_text()).get("variants", {})
+    for name in names:
+        overrides, what = VARIANTS[name]
+        run_dir = out / "runs" / name
+        final = run_dir / "final"
+        row = {"variant": name, "what": what, "overrides": overrides, "budget": args.budget}
+        if not (final / "config.json").is_file():
+            cfg_file = out / f"{name}.yaml"
+            atomic_write_text(cfg_file, yaml.safe_dump(variant_config(base, overrides, args.budget, tokenizer)))
+            print(f"[{name}] training {args.budget} steps -> {run_dir}", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            summary = json.loads(run(["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"],
+                                     f"{name}: training").strip().splitlines()[-1])
+            row.update(train_seconds=round(time.perf_counter() - start, 1), last_loss=summary.get("last_loss"),
+                       samples_per_s=summary.get("samples_per_s"))
+        else:
+            row.update({k: results.get(name, {}).get(k) for k in ("train_seconds", "last_loss", "samples_per_s")})
+        for bench, limit_key, keys in EVALS:
+            limit = getattr(args, limit_key)
+            cmd = ["eval", "--benchmark", bench, "--data", str(data), "--model", str(final),
+                   "--out", str(out / "evals" / name / bench), "--json"] + (["--limit", str(limit)] if limit else [])
+            print(f"[{name}] {bench}", file=sys.stderr, flush=True)
+            res = json.loads(run(cmd, f"{name}: {bench}").strip().splitlines()[-1])
+            row[bench] = {k: res["metrics"].get(k) for k in keys} | {"num_samples": res["num_samples"]}
+        results[name] = row
+        write(out, results, args)  # after every variant: an interrupted run keeps what it measured
+    table = markdown(results, names)
+    print(table)
+    if args.doc:
+        put_in_doc(Path(args.doc), table)
+        print(f"table written into {args.doc}")
+    return 0
+
+
+def markdown(results: dict, names: list) -> str:
+    head = "| variant | what | " + " | ".join(c[2] for c in COLUMNS) + " | final loss | train min |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    for name in names:
+        r = results.get(name)
+        if not r:
+            continue
+        cells = []
+        for bench, key, _ in COLUMNS:
+            v = (r.get(bench) or {}).get(key)
+            cells.append("-" if v is None else f"{v:.1f}")
+        loss = "-" if r.get("last_loss") is None else f"{r['last_loss']:.3f}"
+        mins = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
+        lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {loss} | {mins} |")
+    return "\n".join(lines)
+
+
+def write(out: Path, results: dict, args) -> None:
+    report = {"benchmark": "compare_encoders", "budget": args.budget, "videos": args.videos,
+              "limits": {"world-q": args.limit_q, "world-sot": args.limit_track, "world-vqa": args.limit_vqa},
+              "variants": results}
+    atomic_write_text(out / "compare_encoders.json", json.dumps(report, indent=2))
+    atomic_write_text(out / "compare_encoders.md", markdown(results, list(results)) + "\n")
+
+
+def put_in_doc(doc: Path, table: str) -> None:
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else f"{START}\n{END}\n"
+    if START not in text or END not in text:
+        raise SystemExit(f"--doc {doc}: no {START} ... {END} markers to put the table between")
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{table}\n{END}", text,
+                 flags=re.S)
+    atomic_write_text(doc, new)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The default model's quality bars: `regionlm eval` on held-out RegionWorld splits, one table against the bars.
+
+Generates (once, cached under --data-dir) a test split and a compositional hold-out split with a seed never used
+in training (training streams the train split), then evaluates the model on:
+  world-q (test)     region multiple choice: overall >= 85, each of the five types >= 70, region_swap >= 80
+  world-q (holdout)  the same questions on unseen colour-shape pairs: overall >= 80
+  world-sot          single-object tracking from a first-frame box: success AUC >= 70
+  world-rsot         referring tracking from an expression: AUC >= 60
+  world-d            region descriptions: CIDEr >= 100, attributes (colour, shape, size, motion) right >= 90
+  world-vqa          video-level questions: >= 85
+Each run's full results (results.json, report.md, plots, predictions cache) stay under --out/<name>; the table is
+printed and written to --out/default_model.json.
+
+    python benchmarks/default_model.py [--model DIR] [--videos 200] [--limit N] [--only world-q,world-sot]
+                                       [--out benchmarks/results/default_model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from regionlm.data.io import atomic_write_text  # noqa: E402
+
+SEED = 1  # test/holdout videos: split streams differ from train's, and seed 1 is never a training seed
+# (name, benchmark, split, [(metric, bar)]): a None metric name means "every question type" of world-q
+RUNS = [
+    ("world-q", "world-q", "test", [("overall", 85), (None, 70), ("region_swap", 80)]),
+    ("world-q-holdout", "world-q", "holdout", [("overall", 80)]),
+    ("world-sot", "world-sot", "test", [("auc", 70)]),
+    ("world-rsot", "world-rsot", "test", [("auc", 60)]),
+    ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90)]),
+    ("world-vqa", "world-vqa", "test", [("overall", 85)]),
+]
+NOT_TYPES = {"overall", "region_swap"}
+
+
+def ensure_split(folder: Path, split: str, videos: int) -> Path:
+    path = folder / f"{split}-{videos}-seed{SEED}"
+    if not (path / "ground_truth.json").is_file():
+        print(f"generating the {split} split ({videos} videos, seed {SEED}) -> {path}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "regionlm.cli", "world", "generate", str(path), "--split", split,
+                        "--num-videos", str(videos), "--seed", str(SEED), "--json"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return path
+
+
+def run_eval(name: str, bench: str, data: Path, model, out: Path, limit) -> dict:
+    cmd = [sys.executable, "-m", "regionlm.cli", "eval", "--benchmark", bench, "--data", str(data),
+           "--out", str(out / name), "--json"]
+    if model:
+        cmd += ["--model", str(model)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    print(f"{name}: {' '.join(cmd[2:])}", file=sys.stderr)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{name}: regionlm eval failed: {proc.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def check_bars(name: str, metrics: dict, bars: list) -> list[dict]:
+    rows = []
+    for metric, bar in bars:
+        keys = [metric] if metric else sorted(k for k in metrics if k not in NOT_TYPES)
+        for k in keys:
+            value = metrics.get(k)
+            rows.append({"run": name, "metric": k, "value": None if value is None else round(float(value), 2),
+                         "bar": bar, "met": value is not None and value >= bar})
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="a RegionLM folder (default: the shipped default model)")
+    ap.add_argument("--videos", type=int, default=200, help="videos per held-out split (default 200)")
+    ap.add_argument("--limit", type=int, help="evaluate the first N samples of each benchmark only")
+    ap.add_argument("--only", help="comma-separated run names (default: all)")
+    ap.add_argument("--data-dir", default=str(REPO / "runs" / "data"), help="where the splits are generated")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "default_model"))
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [r for r in RUNS if not args.only or r[0] in args.only.split(",")]
+    rows, results = [], {}
+    for name, bench, split, bars in runs:
+        data = ensure_split(Path(args.data_dir), split, args.videos)
+        res = run_eval(name, bench, data, args.model, out, args.limit)
+        results[name] = res
+        rows += check_bars(name, res["metrics"], bars)
+
+    print(f"\n{'run':<16} {'metric':<22} {'value':>7} {'bar':>5}  met")
+    for r in rows:
+        value = "-" if r["value"] is None else f"{r['value']:.1f}"
+        print(f"{r['run']:<16} {r['metric']:<22} {value:>7} {r['bar']:>5}  {'yes' if r['met'] else 'NO'}")
+    for name, res in results.items():
+        print(f"{name}: {res['num_samples']} samples in {res['seconds']} s")
+    report = {"benchmark": "default_model", "model": args.model or "shipped default", "videos": args.videos,
+              "limit": args.limit, "seed": SEED, "threads": os.cpu_count(), "machine": platform.machine(),
+              "bars": rows, "all_met": all(r["met"] for r in rows),
+              "runs": {n: {"metrics": r["metrics"], "num_samples": r["num_samples"], "seconds": r["seconds"]}
+                       for n, r in results.items()}}
+    atomic_write_text(out / "default_model.json", json.dumps(report, indent=2))
+    print(f"wrote {out / 'default_model.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
