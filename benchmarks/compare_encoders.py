@@ -16,7 +16,7 @@ table into FILE between the markers <!-- compare_encoders:start --> and <!-- com
 
     python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
         [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
-        [--doc docs/RESULTS.md]
+        [--threads N] [--doc docs/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ COLUMNS = [("world-q", "overall", "region MC"), ("world-q", "region_swap", "swap
 START, END = "<!-- compare_encoders:start -->", "<!-- compare_encoders:end -->"
 
 
-def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path) -> dict:
+def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, threads=None) -> dict:
     cfg = json.loads(json.dumps(base))
+    if threads:
+        cfg["cpu_threads"] = threads
     cfg["model"]["config"].update(overrides)
     cfg["tokenizer"] = {"path": str(tokenizer)}
     stage = cfg["stages"][0]
@@ -89,6 +91,7 @@ def main() -> int:
     ap.add_argument("--limit-vqa", type=int, default=200, help="world-vqa questions per variant (0: all)")
     ap.add_argument("--data-dir", default=str(REPO / "runs" / "data"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "compare_encoders"))
+    ap.add_argument("--threads", type=int, help="CPU threads per training run (default: the config's)")
     ap.add_argument("--doc", help="a Markdown file to put the table in (between the markers)")
     args = ap.parse_args()
 
@@ -123,7 +126,8 @@ def main() -> int:
         row = {"variant": name, "what": what, "overrides": overrides, "budget": args.budget}
         if not (final / "config.json").is_file():
             cfg_file = out / f"{name}.yaml"
-            atomic_write_text(cfg_file, yaml.safe_dump(variant_config(base, overrides, args.budget, tokenizer)))
+            atomic_write_text(cfg_file, yaml.safe_dump(variant_config(base, overrides, args.budget, tokenizer,
+                                                                         args.threads)))
             print(f"[{name}] training {args.budget} steps -> {run_dir}", file=sys.stderr, flush=True)
             start = time.perf_counter()
             summary = json.loads(run(["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"],

@@ -72,21 +72,26 @@ class RegionLM:
         """Answer ``question`` about ``video``; each ``<region>`` in it is the matching entry of ``regions``."""
         regions = list(regions)
         self._check_regions(question, regions)
+        check_regions_fit(video, regions)
         return self.system.ask(video, question, regions)
 
     def describe(self, video, region) -> str:
         """Describe one region (what it is, its colour, shape, size and motion)."""
         self._check_regions("<region>", [region])
+        check_regions_fit(video, [region])
         return self.system.describe(video, region)
 
     def refer(self, video, region) -> str:
         """A referring expression that singles the region out (Video-REG)."""
         self._check_regions("<region>", [region])
+        check_regions_fit(video, [region])
         return self.system.refer(video, region)
 
     def track(self, video, region=None, expression: Optional[str] = None) -> list:
         """One [x, y, w, h] pixel box (or None) per frame of ``video``, following ``region`` from its frame, or
         the object ``expression`` names from frame 0 (Elysium-style boxes as text, clip by clip)."""
+        if region is not None:
+            check_regions_fit(video, [region])
         return self.system.track(video, region=region, expression=expression)
 
     def locate(self, image, expression: str) -> Optional[list]:

@@ -231,3 +231,7 @@ def test_python_api(video, model_dir):
 
     with pytest.raises(RegionError, match="at most 2"):
         m.ask(video, "<region> <region> <region>", [BOX] * 3)
+    with pytest.raises(RegionError, match="outside"):
+        m.describe(video, "box:500,500,600,600@0")
+    with pytest.raises(RegionError, match="past the end"):
+        m.track(video, region="box:1,1,20,20@99")
