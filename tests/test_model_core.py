@@ -72,6 +72,35 @@ def test_forward_loss_and_splice_checks():
         model(input_ids=ids)
 
 
+def test_pixel_targets_are_each_patch_2x2_pooled():
+    from regionlm.model.modeling import pixel_targets
+
+    x = torch.arange(2 * 1 * 3 * 16 * 16, dtype=torch.float).reshape(2, 1, 3, 16, 16)
+    t = pixel_targets(x, grid=2, patch=8)
+    assert t.shape == (2, 1, 2, 2, 3 * 4 * 4)
+    # patch (row 0, col 1), channel 1, first target pixel = mean of rows 0-1, cols 8-9
+    assert t[1, 0, 0, 1, 16] == x[1, 0, 1, 0:2, 8:10].mean()
+
+
+def test_pixel_reconstruction_loss_is_added_only_when_on(tmp_path):
+    from regionlm.train.trainer import part_of
+
+    ids = prompt_ids(tiny_config(), 4)
+    px = torch.randn(2, 4, 3, 32, 32)
+    off = RegionLMForConditionalGeneration(tiny_config())
+    assert not hasattr(off, "pixel_head") and off(input_ids=ids, pixel_values=px, labels=ids).pixel_loss is None
+    torch.manual_seed(0)
+    on = RegionLMForConditionalGeneration(tiny_config(pixel_recon_alpha=0.5))
+    out = on(input_ids=ids, pixel_values=px, labels=ids)
+    assert out.pixel_loss > 0 and torch.allclose(out.loss, out.lm_loss + 0.5 * out.pixel_loss)
+    assert on(input_ids=ids, pixel_values=px).pixel_loss is None  # no labels: inference, no extra work
+    out.loss.backward()
+    assert on.pixel_head.weight.grad is not None and part_of("pixel_head.weight") == "vision_tower"
+    on.save_pretrained(tmp_path)  # the head is saved and loaded with the model
+    back = RegionLMForConditionalGeneration.from_pretrained(tmp_path)
+    assert torch.equal(back.pixel_head.weight, on.pixel_head.weight)
+
+
 def test_save_load_round_trip_gives_identical_logits(tmp_path):
     cfg = tiny_config(connector="t_selector", t_selector_keep=6)
     model = RegionLMForConditionalGeneration(cfg).eval()

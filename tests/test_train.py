@@ -167,14 +167,20 @@ def test_each_stage_changes_only_its_parts(tmp_path):
 def test_loss_is_lm_plus_alpha_aux():
     from types import SimpleNamespace
 
-    lm, aux = torch.tensor(2.0), torch.tensor(0.5)
-    out = SimpleNamespace(loss=lm + 0.5 * aux, lm_loss=lm, aux_loss=aux)  # the model's own alpha (0.5)
-    own = Trainer(config_from_dict(toy("x")))._loss(out)
+    module = SimpleNamespace(config=SimpleNamespace(guide_alpha=0.5))  # the model's own alpha
+    lm, aux, pixel = torch.tensor(2.0), torch.tensor(0.5), torch.tensor(0.25)
+    out = SimpleNamespace(loss=lm + 0.5 * aux, lm_loss=lm, aux_loss=aux)
+    own = Trainer(config_from_dict(toy("x")))._loss(out, module)
     assert float(own[0]) == 2.25 and float(own[1]) == 2.0 and float(own[2]) == 0.5
-    override = Trainer(config_from_dict(toy("x", aux_alpha=2.0)))._loss(out)
+    override = Trainer(config_from_dict(toy("x", aux_alpha=2.0)))._loss(out, module)
     assert float(override[0]) == 3.0
-    no_aux = Trainer(config_from_dict(toy("x")))._loss(SimpleNamespace(loss=lm, lm_loss=lm, aux_loss=None))
+    no_aux = Trainer(config_from_dict(toy("x")))._loss(SimpleNamespace(loss=lm, lm_loss=lm, aux_loss=None), module)
     assert float(no_aux[0]) == 2.0 and no_aux[2] == 0.0
+    # the pixel reconstruction term (in the model's loss) is kept in every case
+    out = SimpleNamespace(loss=lm + 0.5 * aux + pixel, lm_loss=lm, aux_loss=aux)
+    assert float(Trainer(config_from_dict(toy("x", aux_alpha=2.0)))._loss(out, module)[0]) == 3.25
+    with_pixel = SimpleNamespace(loss=lm + pixel, lm_loss=lm, aux_loss=None)
+    assert float(Trainer(config_from_dict(toy("x")))._loss(with_pixel, module)[0]) == 2.25
 
 
 def test_a_stage_that_trains_nothing_is_an_error(tmp_path):

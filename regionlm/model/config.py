@@ -58,6 +58,11 @@ class RegionLMConfig(PreTrainedConfig):
     max_objects: int = 64  # object_tokens: at most this many <obj> tokens
     roi_grid: int = 2  # roi_box: grid x grid box cells + 1 whole-box token per region
 
+    # training aid for a vision tower trained from scratch: a linear head predicts each patch's pixels (2x2
+    # downsampled) from its features, loss += alpha x MSE. Without it the tower's features collapse to one vector
+    # early on (the LM ignores the still-random video tokens, so nothing asks them to carry information).
+    pixel_recon_alpha: float = 0.0  # 0: off (no head is built)
+
     # special tokens (ids in the tokenizer; set by the processor when it adds them)
     video_token_id: int = 1
     region_token_id: int = 2

@@ -26,6 +26,7 @@ class RegionLMOutput(ModelOutput):
     logits: Optional[torch.Tensor] = None
     lm_loss: Optional[torch.Tensor] = None
     aux_loss: Optional[torch.Tensor] = None
+    pixel_loss: Optional[torch.Tensor] = None
     past_key_values: Optional[object] = None
 
 
@@ -49,6 +50,19 @@ def _vision_dim(config) -> int:
     return int(getattr(config.vision_config, "hidden_size"))
 
 
+def _patch(config) -> int:
+    return int(config.vision_config.patch_size)
+
+
+def pixel_targets(pixel_values: torch.Tensor, grid: int, patch: int) -> torch.Tensor:
+    """(B, T, 3, S, S) -> (B, T, g, g, 3 * (p/2)^2): each patch's pixels, 2x2 average-pooled."""
+    b, t = pixel_values.shape[:2]
+    x = nn.functional.avg_pool2d(pixel_values.flatten(0, 1)[..., :grid * patch, :grid * patch], 2)
+    q = patch // 2
+    x = x.reshape(b, t, 3, grid, q, grid, q).permute(0, 1, 3, 5, 2, 4, 6)
+    return x.reshape(b, t, grid, grid, 3 * q * q)
+
+
 class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
     def __init__(self, config: RegionLMConfig):
         super().__init__(config)
@@ -56,6 +70,8 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.connector = build_connector(config, _vision_dim(config), int(config.text_config.hidden_size))
         self.region_encoder = build_region_encoder(config, self.connector)
+        if config.pixel_recon_alpha > 0:
+            self.pixel_head = nn.Linear(_vision_dim(config), 3 * (_patch(config) // 2) ** 2)
         self.post_init()
 
     @classmethod
@@ -108,9 +124,10 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
     # ------------------------------------------------------------ embedding
 
     def embed_inputs(self, input_ids, pixel_values=None, region_masks=None, region_given=None, region_valid=None,
-                     object_masks=None, object_valid=None):
+                     object_masks=None, object_valid=None, return_features=False):
         """Token embeddings with context, region and object tokens spliced in. Returns (embeds, encoding,
-        context mask (B, L) bool)."""
+        context mask (B, L) bool), and with ``return_features`` also the vision features and the pixels they
+        were computed from (None without pixel_values)."""
         cfg = self.config
         embeds = self.get_input_embeddings()(input_ids)
         video_pos = input_ids == cfg.video_token_id
@@ -118,7 +135,7 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         if pixel_values is None:
             if video_pos.any():
                 raise ValueError("the prompt has <video> tokens but no pixel_values were given")
-            return embeds, encoding, video_pos
+            return (embeds, encoding, video_pos, None, None) if return_features else (embeds, encoding, video_pos)
         regions = None
         if region_masks is not None or object_masks is not None:
             regions = RegionInputs(region_masks, region_given, region_valid, object_masks, object_valid)
@@ -149,6 +166,8 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
                     embeds = _splice(embeds, pos, torch.cat(list(parts)), name)
         elif (input_ids == cfg.region_token_id).any() or (input_ids == cfg.object_token_id).any():
             raise ValueError("the prompt has <region>/<obj> tokens but no region or object masks were given")
+        if return_features:
+            return embeds, encoding, video_pos, features, pixel_values
         return embeds, encoding, video_pos
 
     # ------------------------------------------------------------ forward / generate
@@ -156,10 +175,11 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, pixel_values=None, region_masks=None,
                 region_given=None, region_valid=None, object_masks=None, object_valid=None, labels=None,
                 inputs_embeds=None, past_key_values=None, use_cache=None, **kwargs) -> RegionLMOutput:
-        encoding, video_pos = None, None
+        encoding, video_pos, features, pixels = None, None, None, None
         if inputs_embeds is None:
-            inputs_embeds, encoding, video_pos = self.embed_inputs(
-                input_ids, pixel_values, region_masks, region_given, region_valid, object_masks, object_valid)
+            inputs_embeds, encoding, video_pos, features, pixels = self.embed_inputs(
+                input_ids, pixel_values, region_masks, region_given, region_valid, object_masks, object_valid,
+                return_features=True)
         want_aux = labels is not None and encoding is not None and bool(encoding.aux)
         out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                   past_key_values=past_key_values, use_cache=use_cache,
@@ -171,7 +191,12 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
             aux = self.region_encoder.aux_loss(encoding, last[video_pos].reshape(last.shape[0], n, -1))
             if aux is not None:
                 loss = loss + self.config.guide_alpha * aux
-        return RegionLMOutput(loss=loss, logits=out.logits, lm_loss=out.loss, aux_loss=aux,
+        pixel_loss = None
+        if labels is not None and features is not None and getattr(self, "pixel_head", None) is not None:
+            target = pixel_targets(pixels.to(features.dtype), self.config.grid_size, _patch(self.config))
+            pixel_loss = nn.functional.mse_loss(self.pixel_head(features), target)
+            loss = loss + self.config.pixel_recon_alpha * pixel_loss
+        return RegionLMOutput(loss=loss, logits=out.logits, lm_loss=out.loss, aux_loss=aux, pixel_loss=pixel_loss,
                               past_key_values=getattr(out, "past_key_values", None))
 
     @torch.no_grad()

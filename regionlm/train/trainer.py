@@ -327,6 +327,8 @@ def part_of(name: str) -> str:
     """Which trainable part a parameter name (of the training module) belongs to."""
     if "lora_" in name:
         return "lora"
+    if name.startswith("pixel_head.") or ".pixel_head." in name:
+        return "vision_tower"  # the tower's training aid trains with it
     for part in MODEL_PARTS:
         if name.startswith(part + ".") or f".{part}." in name:
             return part
@@ -491,7 +493,7 @@ class Trainer:
                 no_sync = rt.distributed and not fsdp and not last
                 with (wrapped.no_sync() if no_sync else contextlib.nullcontext()), autocast:
                     out = wrapped(**batch)
-                    loss, lm, aux = self._loss(out)
+                    loss, lm, aux = self._loss(out, module)
                 (loss / cfg.grad_accum).backward()
                 losses += torch.tensor([float(loss.detach()), float(lm), float(aux)],
                                        dtype=torch.float64) / cfg.grad_accum
@@ -519,13 +521,15 @@ class Trainer:
             return torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _loss(self, out):
+    def _loss(self, out, module):
         """(loss, lm_loss, aux_loss): the model's own combination unless ``aux_alpha`` overrides its alpha."""
         aux = out.aux_loss
         lm = out.lm_loss if out.lm_loss is not None else out.loss
+        loss = out.loss  # LM + guide_alpha x aux (+ pixel_recon_alpha x pixel loss)
         if aux is None:
-            return lm, lm.detach(), 0.0
-        loss = out.loss if self.cfg.aux_alpha is None else lm + self.cfg.aux_alpha * aux
+            return loss, lm.detach(), 0.0
+        if self.cfg.aux_alpha is not None:  # the config's alpha in place of the model's
+            loss = loss + (self.cfg.aux_alpha - base_model(module).config.guide_alpha) * aux
         return loss, lm.detach(), aux.detach()
 
     def _start_stage(self, rt, module, stage, fsdp):

@@ -1,0 +1,62 @@
+"""The shipped default model (regionlm/assets/default_model): it loads, answers about a freshly generated video
+through the Python API and the CLI, and does better than chance on held-out questions (its measured quality is in
+benchmarks/default_model.py and docs/RESULTS.md; this only guards against shipping a broken or untrained model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from regionlm import RegionLM
+from regionlm.api import DEFAULT_MODEL_DIR
+from regionlm.cli import main
+from regionlm.eval.benchmarks import get_benchmark
+from regionlm.eval.benchmarks.base import BenchmarkOptions
+from regionlm.eval.metrics.multiple_choice import extract_choice, gt_letter
+from regionlm.world import generate_split
+
+
+@pytest.fixture(scope="module")
+def model():
+    return RegionLM.load()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    generate_split(out, "test", 4, seed=977, progress=False)  # a seed no training run uses
+    return out
+
+
+def test_the_shipped_model_is_small_safetensors_only():
+    files = {p.name: p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()}
+    assert "model.safetensors" in files and "config.json" in files and "tokenizer.json" in files
+    assert not [n for n in files if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    assert sum(files.values()) <= 60 * 2**20
+
+
+def test_region_questions_beat_chance(model, world):
+    bench = get_benchmark("world-q")(BenchmarkOptions(data=world))
+    items = bench.load()[:24]
+    samples = [s for s in bench.samples(items) if "@" not in s.id]
+    answers = model.system.answer_many(samples)
+    right = sum(extract_choice(a) == gt_letter(r["Answer"]) for a, r in zip(answers, items))
+    assert all(extract_choice(a) is not None for a in answers), answers  # it answers with a letter
+    assert right / len(items) > 0.5, (right, len(items))  # four options: chance is 25%
+
+
+def test_ask_describe_track_on_a_generated_video(model, world):
+    video = next(world.glob("videos/*.mp4"))
+    answer = model.ask(video, "What colour is <region>?", regions=["box:8,8,40,40@0"])
+    assert isinstance(answer, str) and answer
+    assert model.describe(video, "box:8,8,40,40@0")
+    boxes = model.track(video, region="box:8,8,40,40@0")
+    assert len(boxes) == 16 and boxes[0] is not None
+
+
+def test_cli_uses_the_shipped_model_by_default(world, capsys):
+    video = next(world.glob("videos/*.mp4"))
+    assert main(["ask", str(video), "Where is <region> going?", "--region", "box:8,8,40,40@0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] and out["model"].endswith("default_model")
