@@ -33,6 +33,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
@@ -54,7 +55,6 @@ EVALS = [("world-q", "limit_q", ("overall", "region_swap")), ("world-sot", "limi
          ("world-vqa", "limit_vqa", ("overall",))]
 COLUMNS = [("world-q", "overall", "region MC"), ("world-q", "region_swap", "swap"), ("world-sot", "auc", "SOT AUC"),
            ("world-vqa", "overall", "video QA")]
-START, END = "<!-- compare_encoders:start -->", "<!-- compare_encoders:end -->"
 
 
 def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, threads=None) -> dict:
@@ -103,7 +103,6 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(args.config).read_text())
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from default_model import ensure_split  # the same held-out split as the default model's bars
 
     data = ensure_split(Path(args.data_dir), "test", args.videos)
@@ -178,7 +177,9 @@ def write(out: Path, results: dict, args) -> None:
     atomic_write_text(out / "compare_encoders.md", markdown(results, list(results)) + "\n")
 
 
-def put_in_doc(doc: Path, table: str) -> None:
+def put_in_doc(doc: Path, table: str, marker: str = "compare_encoders") -> None:
+    """Replace what is between <!-- MARKER:start --> and <!-- MARKER:end --> in ``doc`` with ``table``."""
+    START, END = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     text = doc.read_text(encoding="utf-8") if doc.is_file() else f"{START}\n{END}\n"
     if START not in text or END not in text:
         raise SystemExit(f"--doc {doc}: no {START} ... {END} markers to put the table between")

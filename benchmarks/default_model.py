@@ -12,7 +12,7 @@ Each run's full results (results.json, report.md, plots, predictions cache) stay
 printed and written to --out/default_model.json.
 
     python benchmarks/default_model.py [--model DIR] [--videos 200] [--limit N] [--only world-q,world-sot]
-                                       [--out benchmarks/results/default_model]
+                                       [--out benchmarks/results/default_model] [--doc docs/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
@@ -90,6 +91,8 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated run names (default: all)")
     ap.add_argument("--data-dir", default=str(REPO / "runs" / "data"), help="where the splits are generated")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "default_model"))
+    ap.add_argument("--doc", help="a Markdown file to put the table in (between <!-- default_model:start --> and "
+                                  "<!-- default_model:end -->)")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -115,6 +118,17 @@ def main() -> int:
                        for n, r in results.items()}}
     atomic_write_text(out / "default_model.json", json.dumps(report, indent=2))
     print(f"wrote {out / 'default_model.json'}")
+    if args.doc:
+        from compare_encoders import put_in_doc
+
+        lines = ["| run | metric | value | bar | met |", "|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['metric']} | {'-' if r['value'] is None else format(r['value'], '.1f')} | "
+                  f"{r['bar']} | {'yes' if r['met'] else '**no**'} |" for r in rows]
+        samples = ", ".join(f"{n} {r['num_samples']}" for n, r in results.items())
+        lines.append(f"\nSamples: {samples} (held-out seed {SEED}, {args.videos} videos per split"
+                     f"{'' if not args.limit else f', first {args.limit} samples each'}).")
+        put_in_doc(Path(args.doc), "\n".join(lines), "default_model")
+        print(f"table written into {args.doc}")
     return 0
 
 
