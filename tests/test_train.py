@@ -364,6 +364,23 @@ def test_resume_on_regionworld_with_token_marks(tmp_path, world_tokenizer):
     assert_same_weights(weights(tmp_path / "full" / "final"), weights(tmp_path / "parted" / "final"))
 
 
+def test_a_finished_run_resumes_into_appended_stages(tmp_path):
+    """A run of stage 1 alone, resumed with stage 2 appended, equals running both stages in one go; changing a
+    stage that already ran (or dropping one) is refused."""
+    full, parted = toy(tmp_path / "full"), toy(tmp_path / "parted")
+    run(full)
+    first = run({**parted, "stages": parted["stages"][:1]})
+    assert first["complete"] and first["step"] == 4
+    resumed = run(parted, resume=True)
+    assert resumed["complete"] and resumed["resumed_from"] == 4
+    assert_same_weights(weights(tmp_path / "full" / "final"), weights(tmp_path / "parted" / "final"))
+    changed = [{**parted["stages"][0], "lr": 1e-3}, parted["stages"][1]]
+    with pytest.raises(RegionLMError, match="'stages' differs"):
+        run({**parted, "stages": changed}, resume=True)
+    with pytest.raises(RegionLMError, match="'stages' differs"):
+        run({**parted, "stages": parted["stages"][:1]}, resume=True)
+
+
 def test_resume_refuses_what_cannot_continue(tmp_path):
     cfg = toy(tmp_path / "run")
     with pytest.raises(RegionLMError, match="no checkpoint"):

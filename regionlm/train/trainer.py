@@ -344,6 +344,13 @@ def set_trainable(module, parts) -> int:
     return n
 
 
+def stages_extend(saved: list, now: list, step: int) -> bool:
+    """True when ``now`` only appends stages to ``saved`` and the checkpoint at ``step`` lies inside ``saved``:
+    every step up to it then had the same schedule, so resuming continues the longer run exactly (this is how a
+    finished run is trained further without starting again)."""
+    return len(now) > len(saved) and now[:len(saved)] == saved and step <= sum(s["steps"] for s in saved)
+
+
 def lr_at(stage, step: int) -> float:
     """Linear warmup to ``lr`` over ``warmup`` steps, then cosine to ``min_lr_ratio * lr`` at the stage's end."""
     if step < stage.warmup:
@@ -414,6 +421,8 @@ class Trainer:
         ckpt = load_checkpoint(path)
         saved, now = ckpt.state["config"], self.cfg.to_dict()
         for key in TrainConfig.TRAJECTORY_KEYS:
+            if key == "stages" and stages_extend(saved["stages"], now["stages"], ckpt.state["step"]):
+                continue
             if saved.get(key) != now.get(key):
                 raise RegionLMError(f"--resume: the config's {key!r} differs from the run in {self.out}; resume "
                                     f"with the config it was started with")
