@@ -14,7 +14,7 @@ from regionlm.eval.benchmarks import get_benchmark
 from regionlm.eval.benchmarks.base import BenchmarkOptions, Sample
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.inference import (FrameSource, RegionLMSystem, clip_starts, load_eval_system,
-                                      nearest_positions)
+                                      nearest_positions, weights_fingerprint)
 from regionlm.model.processing import RegionLMProcessor
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
 from regionlm.regions import box_to_ints, mask_to_box
@@ -257,6 +257,7 @@ def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
     loaded = load_eval_system(folder, benchmark=get_benchmark("world-q")(BenchmarkOptions(data=world)),
                               max_new_tokens=6)
     assert loaded.task == "region_qa" and loaded.config["model"] == str(folder)
+    assert loaded.config["weights"] == weights_fingerprint(folder) != ""
     assert load_eval_system(folder, benchmark="world-sot").task == "sot"
     sample = first_sample(world, "world-q")
     assert loaded.answer(sample) == sys_.answer(sample)  # same weights, same greedy answer
@@ -273,6 +274,30 @@ def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
                  str(tmp_path / "ev"), "--limit", "1", "--json"])
     assert code == 0
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["num_samples"] == 1
+    # retrained into the same folder: the cached answers belong to other weights, so the run is refused
+    with torch.no_grad():
+        next(sys_.model.parameters()).add_(1.0)
+    sys_.model.save_pretrained(folder)
+    code = main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
+                 str(tmp_path / "ev"), "--limit", "1", "--json"])
+    assert code == 2
+
+
+def test_weights_fingerprint_follows_the_bytes(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 1000)
+    small = weights_fingerprint(tmp_path)
+    assert small == weights_fingerprint(tmp_path) and len(small) == 16
+    (tmp_path / "model.safetensors").write_bytes(b"a" * 999 + b"b")
+    assert weights_fingerprint(tmp_path) != small
+    # a large file is sampled (header and chunks), and a change in a sampled chunk still shows
+    blob = bytearray(8 + 16 + 4000)
+    blob[:8] = (16).to_bytes(8, "little")
+    (tmp_path / "model.safetensors").write_bytes(bytes(blob))
+    sampled = weights_fingerprint(tmp_path, whole_up_to=100, samples=4, chunk=64)
+    blob[-1] = 7
+    (tmp_path / "model.safetensors").write_bytes(bytes(blob))
+    assert weights_fingerprint(tmp_path, whole_up_to=100, samples=4, chunk=64) != sampled
+    assert weights_fingerprint(tmp_path / "none") == ""
 
 
 def test_load_errors(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -196,6 +197,7 @@ class RegionLMSystem:
         self.max_new_tokens, self.clip_overlap = int(max_new_tokens), int(clip_overlap)
         self.region_mode, self.task, self.objects_fn, self.name = region_mode, task, objects_fn, name
         self.config = {"system": "regionlm", "model": path or getattr(cfg, "name_or_path", "") or None,
+                       "weights": weights_fingerprint(path) if path else None,
                        "region_encoder": cfg.region_encoder, "connector": cfg.connector,
                        "num_frames": self.num_frames, "max_new_tokens": self.max_new_tokens,
                        "clip_overlap": self.clip_overlap, "region_mode": region_mode}
@@ -501,6 +503,30 @@ def _as_prompt(region) -> RegionPrompt:
 # ---------------------------------------------------------------------------------------------------- loading
 
 
+def weights_fingerprint(folder, whole_up_to: int = 256 << 20, samples: int = 16, chunk: int = 1 << 20) -> str:
+    """A short hash of the ``*.safetensors`` files in ``folder`` (every byte up to ``whole_up_to`` in all, else
+    sizes, headers and ``samples`` evenly spaced chunks), so that an eval cache written for one training run of a
+    folder is not reused after the folder is retrained ("" when there are no weight files)."""
+    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    if not files:
+        return ""
+    digest, whole = hashlib.sha256(), sum(f.stat().st_size for f in files) <= whole_up_to
+    for f in files:
+        size = f.stat().st_size
+        digest.update(f"{f.name}:{size};".encode())
+        with open(f, "rb") as fh:
+            if whole:
+                for block in iter(lambda: fh.read(chunk), b""):
+                    digest.update(block)
+                continue
+            header = int.from_bytes(fh.read(8), "little")  # safetensors: u64 header length, then the header
+            digest.update(fh.read(min(header, whole_up_to)))
+            for k in range(samples):
+                fh.seek(k * max(size - chunk, 0) // max(samples - 1, 1))
+                digest.update(fh.read(chunk))
+    return digest.hexdigest()[:16]
+
+
 def load_model(path):
     """(model, processor) saved by ``save_pretrained`` in the folder ``path``; one-line errors otherwise."""
     folder = Path(path)
@@ -543,4 +569,4 @@ def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
 
 
 __all__ = ["BENCHMARK_TASKS", "FrameSource", "RegionLMSystem", "clip_starts", "load_eval_system", "load_model",
-           "nearest_positions"]
+           "nearest_positions", "weights_fingerprint"]
