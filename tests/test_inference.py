@@ -203,6 +203,22 @@ def test_track_gives_one_box_or_none_per_frame(world, tokenizer, encoder):
         assert b is None or (len(b) == 4 and b[2] > 0 and b[3] > 0)
 
 
+def test_each_tracking_clip_is_told_its_first_box_as_text(world, tokenizer):
+    """Clip 1 gets the user's box, clip k the box the model gave for its first frame (the previous clip's last),
+    both as the region and as Elysium's ``Frame 1: [x1,y1,x2,y2]`` text."""
+    from regionlm.model.inference import FrameSource, _TrackState
+
+    sys_ = tiny(tokenizer, num_frames=4)
+    video = np.zeros((7, 64, 64, 3), np.uint8)
+    with FrameSource(video) as src:
+        state = _TrackState(sys_, src, init_xyxy=[8, 16, 24, 40])
+        first = state.next_example()
+        assert first.prompt == "Track <region> in every frame. Frame 1: [12,25,37,62]"
+        state.consume("Frame 1: [0,0,5,5]\nFrame 2: [10,10,20,20]\nFrame 3: [50,50,60,60]\nFrame 4: [25,50,75,75]")
+        second = state.next_example()  # starts on frame 3, the last of clip 1 (overlap 1)
+        assert state.pos[0] == 3 and second.prompt.endswith("Frame 1: [25,50,75,75]")
+
+
 def test_rsot_and_the_eval_runner(world, tokenizer, tmp_path):
     from regionlm.eval.runner import evaluate
 

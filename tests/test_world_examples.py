@@ -124,6 +124,8 @@ def test_track_answers_parse_back_to_the_ground_truth(videos):
                 assert np.flatnonzero(r.given).tolist() == [0]
                 ys, xs = np.nonzero(r.masks[0])  # SOT starts from the box on the clip's first frame
                 assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == rec["boxes"][idx[0]]
+                # and as Elysium's text, the same line the answer starts with
+                assert ex.prompt.endswith(" " + ex.answer.splitlines()[0])
             checked += 1
     assert checked > 0
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import RegionError, RegionLMError
-from ..regions import (RegionPrompt, box_to_mask, box_xywh_to_xyxy, box_xyxy_to_xywh,
+from ..regions import (RegionPrompt, box_to_mask, box_to_text, box_xywh_to_xyxy, box_xyxy_to_xywh,
                        decode_segmentation, mask_to_box, parse_frame_boxes, parse_region, prompt_to_mask,
                        text_to_box, validate_frame)
 from ..video import VideoReader, sample_indices
@@ -477,8 +477,8 @@ class _TrackState:
         given = np.zeros(len(self.pos), bool)
         given[0] = True
         regs = [Region(masks, given, box_frame=0)]
-        return Example("sot", frames, build_prompt("sot"), regions=regs, objects=self.system._objects(frames, regs),
-                       meta={"positions": self.pos})
+        return Example("sot", frames, build_prompt("sot", box=box_to_text(self.seed, w, h)), regions=regs,
+                       objects=self.system._objects(frames, regs), meta={"positions": self.pos})
 
     def consume(self, text: str) -> None:
         h, w = self.src.height, self.src.width

@@ -7,7 +7,7 @@ are Elysium's ``[x1,y1,x2,y2]`` with integers in [0, 100) (regions.box_to_text);
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from regionlm.eval.metrics.multiple_choice import build_mc_prompt
 from regionlm.regions import format_frame_boxes
@@ -43,8 +43,10 @@ def _region_caption() -> str:
 
 
 @register_prompt("sot")
-def _sot() -> str:
-    return "Track <region> in every frame."
+def _sot(box: Optional[str] = None) -> str:
+    # Elysium gives the first box as text too: copying it and moving it is far easier to learn than reading a
+    # position back out of pooled region features (the mask_pool model wrote a constant track without it)
+    return "Track <region> in every frame." + (f" Frame 1: {box}" if box else "")
 
 
 @register_prompt("rsot")

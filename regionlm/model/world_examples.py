@@ -302,7 +302,8 @@ def build_sot(video: WorldVideo, rec: dict, opts: ExampleOptions, rng) -> Option
     given = np.zeros(len(idx), bool)
     given[0] = True
     answer, ints = track_answer(rec, idx, w, h)
-    return _example("sot", video, idx, build_prompt("sot"), answer, [Region(masks, given, box_frame=0)], opts,
+    prompt = build_prompt("sot", box=box_to_text(rec["boxes"][idx[0]], w, h))
+    return _example("sot", video, idx, prompt, answer, [Region(masks, given, box_frame=0)], opts,
                     {"id": rec["id"], "region_object_ids": [rec["object_id"]], "box_ints": ints,
                      "init_box": list(rec["boxes"][idx[0]])})
 
