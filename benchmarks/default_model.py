@@ -12,7 +12,8 @@ Each run's full results (results.json, report.md, plots, predictions cache) stay
 printed and written to --out/default_model.json.
 
     python benchmarks/default_model.py [--model DIR] [--videos 200] [--limit N] [--only world-q,world-sot]
-                                       [--out benchmarks/results/default_model] [--doc docs/RESULTS.md]
+                                       [--out benchmarks/results/default_model] [--before OLD.json]
+                                       [--doc docs/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 SEED = 1  # test/holdout videos: split streams differ from train's, and seed 1 is never a training seed
-# (name, benchmark, split, [(metric, bar)]): a None metric name means "every question type" of world-q
+# (name, benchmark, split, [(metric, bar)]): a None metric name means "every question type" of world-q; a None
+# bar, a number shown for reading the others (no bar of its own)
 RUNS = [
     ("world-q", "world-q", "test", [("overall", 85), (None, 70), ("region_swap", 80)]),
     ("world-q-holdout", "world-q", "holdout", [("overall", 80)]),
     ("world-sot", "world-sot", "test", [("auc", 70)]),
     ("world-rsot", "world-rsot", "test", [("auc", 60)]),
-    ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90)]),
+    ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90), ("attr_colour", None), ("attr_shape", None),
+                                    ("attr_size", None), ("attr_motion", None)]),
     ("world-vqa", "world-vqa", "test", [("overall", 85)]),
 ]
 NOT_TYPES = {"overall", "region_swap"}
@@ -79,7 +82,7 @@ def check_bars(name: str, metrics: dict, bars: list) -> list[dict]:
         for k in keys:
             value = metrics.get(k)
             rows.append({"run": name, "metric": k, "value": None if value is None else round(float(value), 2),
-                         "bar": bar, "met": value is not None and value >= bar})
+                         "bar": bar, "met": None if bar is None else (value is not None and value >= bar)})
     return rows
 
 
@@ -91,6 +94,7 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated run names (default: all)")
     ap.add_argument("--data-dir", default=str(REPO / "runs" / "data"), help="where the splits are generated")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "default_model"))
+    ap.add_argument("--before", help="an earlier run's default_model.json: its values become a 'before' column")
     ap.add_argument("--doc", help="a Markdown file to put the table in (between <!-- default_model:start --> and "
                                   "<!-- default_model:end -->)")
     args = ap.parse_args()
@@ -105,15 +109,24 @@ def main() -> int:
         results[name] = res
         rows += check_bars(name, res["metrics"], bars)
 
-    print(f"\n{'run':<16} {'metric':<22} {'value':>7} {'bar':>5}  met")
+    before = {}
+    if args.before:
+        old = json.loads(Path(args.before).read_text())
+        before = {(n, k): round(float(v), 2) for n, r in old["runs"].items() for k, v in r["metrics"].items()
+                  if isinstance(v, (int, float))}
+    num = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    met = lambda r: "-" if r["met"] is None else ("yes" if r["met"] else "NO")  # noqa: E731
+    print(f"\n{'run':<16} {'metric':<22} {'before':>7} {'value':>7} {'bar':>5}  met" if before else
+          f"\n{'run':<16} {'metric':<22} {'value':>7} {'bar':>5}  met")
     for r in rows:
-        value = "-" if r["value"] is None else f"{r['value']:.1f}"
-        print(f"{r['run']:<16} {r['metric']:<22} {value:>7} {r['bar']:>5}  {'yes' if r['met'] else 'NO'}")
+        was = f"{num(before.get((r['run'], r['metric']))):>7} " if before else ""
+        print(f"{r['run']:<16} {r['metric']:<22} {was}{num(r['value']):>7} {num(r['bar']):>5}  {met(r)}")
     for name, res in results.items():
         print(f"{name}: {res['num_samples']} samples in {res['seconds']} s")
     report = {"benchmark": "default_model", "model": args.model or "shipped default", "videos": args.videos,
               "limit": args.limit, "seed": SEED, "threads": os.cpu_count(), "machine": platform.machine(),
-              "bars": rows, "all_met": all(r["met"] for r in rows),
+              "bars": rows, "all_met": all(r["met"] for r in rows if r["met"] is not None),
+              "before": args.before,
               "runs": {n: {"metrics": r["metrics"], "num_samples": r["num_samples"], "seconds": r["seconds"]}
                        for n, r in results.items()}}
     atomic_write_text(out / "default_model.json", json.dumps(report, indent=2))
@@ -121,9 +134,12 @@ def main() -> int:
     if args.doc:
         from compare_encoders import put_in_doc
 
-        lines = ["| run | metric | value | bar | met |", "|---|---|---|---|---|"]
-        lines += [f"| {r['run']} | {r['metric']} | {'-' if r['value'] is None else format(r['value'], '.1f')} | "
-                  f"{r['bar']} | {'yes' if r['met'] else '**no**'} |" for r in rows]
+        head = "| run | metric | " + ("before | " if before else "") + "value | bar | met |"
+        lines = [head, "|" + "---|" * (head.count("|") - 1)]
+        for r in rows:
+            was = f"{num(before.get((r['run'], r['metric'])))} | " if before else ""
+            flag = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
+            lines.append(f"| {r['run']} | {r['metric']} | {was}{num(r['value'])} | {num(r['bar'])} | {flag} |")
         samples = ", ".join(f"{n} {r['num_samples']}" for n, r in results.items())
         lines.append(f"\nSamples: {samples} (held-out seed {SEED}, {args.videos} videos per split"
                      f"{'' if not args.limit else f', first {args.limit} samples each'}).")
