@@ -86,6 +86,14 @@ def check_bars(name: str, metrics: dict, bars: list) -> list[dict]:
     return rows
 
 
+def table_cells(row: dict, before: dict) -> list[str]:
+    """One row of the bars table as text: run, metric, [before,] value, bar, met (yes / NO / - without a bar)."""
+    num = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    was = [num(before.get((row["run"], row["metric"])))] if before else []
+    met = "-" if row["met"] is None else ("yes" if row["met"] else "NO")
+    return [row["run"], row["metric"], *was, num(row["value"]), num(row["bar"]), met]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="a RegionLM folder (default: the shipped default model)")
@@ -114,13 +122,11 @@ def main() -> int:
         old = json.loads(Path(args.before).read_text())
         before = {(n, k): round(float(v), 2) for n, r in old["runs"].items() for k, v in r["metrics"].items()
                   if isinstance(v, (int, float))}
-    num = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-    met = lambda r: "-" if r["met"] is None else ("yes" if r["met"] else "NO")  # noqa: E731
-    print(f"\n{'run':<16} {'metric':<22} {'before':>7} {'value':>7} {'bar':>5}  met" if before else
-          f"\n{'run':<16} {'metric':<22} {'value':>7} {'bar':>5}  met")
-    for r in rows:
-        was = f"{num(before.get((r['run'], r['metric']))):>7} " if before else ""
-        print(f"{r['run']:<16} {r['metric']:<22} {was}{num(r['value']):>7} {num(r['bar']):>5}  {met(r)}")
+    cells = [table_cells(r, before) for r in rows]
+    head = ["run", "metric"] + (["before"] if before else []) + ["value", "bar", "met"]
+    widths = [16, 22] + [7] * (len(head) - 4) + [5, 4]
+    for line in [head] + cells:
+        print(" ".join(f"{c:<{w}}" if i < 2 else f"{c:>{w}}" for i, (c, w) in enumerate(zip(line, widths))))
     for name, res in results.items():
         print(f"{name}: {res['num_samples']} samples in {res['seconds']} s")
     report = {"benchmark": "default_model", "model": args.model or "shipped default", "videos": args.videos,
@@ -134,12 +140,8 @@ def main() -> int:
     if args.doc:
         from compare_encoders import put_in_doc
 
-        head = "| run | metric | " + ("before | " if before else "") + "value | bar | met |"
-        lines = [head, "|" + "---|" * (head.count("|") - 1)]
-        for r in rows:
-            was = f"{num(before.get((r['run'], r['metric'])))} | " if before else ""
-            flag = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
-            lines.append(f"| {r['run']} | {r['metric']} | {was}{num(r['value'])} | {num(r['bar'])} | {flag} |")
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c[:-1] + ["**no**" if c[-1] == "NO" else c[-1]]) + " |" for c in cells]
         samples = ", ".join(f"{n} {r['num_samples']}" for n, r in results.items())
         lines.append(f"\nSamples: {samples} (held-out seed {SEED}, {args.videos} videos per split"
                      f"{'' if not args.limit else f', first {args.limit} samples each'}).")

@@ -197,7 +197,7 @@ class RegionLMSystem:
         self.max_new_tokens, self.clip_overlap = int(max_new_tokens), int(clip_overlap)
         self.region_mode, self.task, self.objects_fn, self.name = region_mode, task, objects_fn, name
         self.config = {"system": "regionlm", "model": path or getattr(cfg, "name_or_path", "") or None,
-                       "weights": weights_fingerprint(path) if path else None,
+                       "weights": None,  # set by load_eval_system: only an eval cache needs to know the weights
                        "region_encoder": cfg.region_encoder, "connector": cfg.connector,
                        "num_frames": self.num_frames, "max_new_tokens": self.max_new_tokens,
                        "clip_overlap": self.clip_overlap, "region_mode": region_mode}
@@ -564,8 +564,10 @@ def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
     is then used for every sample; ``options``: RegionLMSystem's keyword arguments."""
     model, processor = load_model(path)
     name = getattr(benchmark, "name", benchmark)
-    return RegionLMSystem(model, processor, task=BENCHMARK_TASKS.get(name) if name else None, path=str(path),
-                          **options)
+    system = RegionLMSystem(model, processor, task=BENCHMARK_TASKS.get(name) if name else None, path=str(path),
+                            **options)
+    system.config["weights"] = weights_fingerprint(path)
+    return system
 
 
 __all__ = ["BENCHMARK_TASKS", "FrameSource", "RegionLMSystem", "clip_starts", "load_eval_system", "load_model",
