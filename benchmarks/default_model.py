@@ -8,6 +8,8 @@ in training (training streams the train split), then evaluates the model on:
   world-rsot         referring tracking from an expression: AUC >= 60
   world-d            region descriptions: CIDEr >= 100, attributes (colour, shape, size, motion) right >= 90
   world-vqa          video-level questions: >= 85
+Multiple choice is answered by ranking the options by the model's likelihood (`--choice-mode rank`, the default
+of `regionlm eval`); world-q-generate asks the same questions with greedy decoding for reference (no bar).
 Each run's full results (results.json, report.md, plots, predictions cache) stay under --out/<name>; the table is
 printed and written to --out/default_model.json.
 
@@ -44,7 +46,9 @@ RUNS = [
     ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90), ("attr_colour", None), ("attr_shape", None),
                                     ("attr_size", None), ("attr_motion", None)]),
     ("world-vqa", "world-vqa", "test", [("overall", 85)]),
+    ("world-q-generate", "world-q", "test", [("overall", None), ("region_swap", None)]),
 ]
+EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"]}
 NOT_TYPES = {"overall", "region_swap"}
 
 
@@ -60,7 +64,7 @@ def ensure_split(folder: Path, split: str, videos: int) -> Path:
 
 def run_eval(name: str, bench: str, data: Path, model, out: Path, limit) -> dict:
     cmd = [sys.executable, "-m", "regionlm.cli", "eval", "--benchmark", bench, "--data", str(data),
-           "--out", str(out / name), "--json"]
+           "--out", str(out / name), "--json"] + EXTRA_ARGS.get(name, [])
     if model:
         cmd += ["--model", str(model)]
     if limit:

@@ -169,7 +169,7 @@ def test_batched_answers_equal_one_by_one(world, tokenizer, tmp_path):
     """answer_many left-pads a batch: the greedy answers must not change (the eval runner batches with it)."""
     from regionlm.eval.runner import evaluate
 
-    sys_ = tiny(tokenizer, max_new_tokens=6)
+    sys_ = tiny(tokenizer, max_new_tokens=6, choice_mode="generate")
     bench = get_benchmark("world-q")(BenchmarkOptions(data=world))
     samples = bench.samples(bench.load())[:6]
     assert len({len(sys_.processor([sys_._sample_example(s)], train=False)["input_ids"][0])
@@ -179,6 +179,40 @@ def test_batched_answers_equal_one_by_one(world, tokenizer, tmp_path):
     res = evaluate(bench, sys_, tmp_path / "q", limit=3, progress=False)
     cached = (tmp_path / "q" / "predictions.jsonl").read_text().splitlines()
     assert res["num_samples"] == 3 and len(cached) == len(bench.samples(bench.load()[:3]))
+
+
+def test_rank_answers_the_option_the_model_finds_most_likely(world, tokenizer, tmp_path):
+    """choice_mode="rank": every option is scored as the answer in one right-padded batch; each score must be the
+    log-likelihood of that option alone (summed over its tokens and the end of turn), and the answer the best
+    option, written out in full so that the benchmark's letter extraction reads it."""
+    from regionlm.eval.metrics.multiple_choice import extract_choice
+
+    sys_ = tiny(tokenizer)
+    assert sys_.choice_mode == "rank" and sys_.config["choice_mode"] == "rank"
+    padded = False
+    for name in ("world-q", "world-vqa"):
+        sample = first_sample(world, name)
+        ex = sys_._sample_example(sample)
+        scores = sys_.option_scores(ex, sample.options)
+        padded |= len({len(sys_.processor.tokenizer(o)["input_ids"]) for o in sample.options}) > 1
+        for option, score in zip(sample.options, scores):
+            ex.answer = option
+            batch = sys_.processor([ex], train=True)
+            labels = batch.pop("labels")[0]
+            with torch.no_grad():
+                logp = torch.log_softmax(sys_.model(**batch).logits[0].float(), -1)
+            want = sum(logp[t - 1, labels[t]].item() for t in range(1, len(labels)) if labels[t] != -100)
+            assert score == pytest.approx(want, abs=1e-4)
+        best = sample.options[int(np.argmax(scores))]
+        assert sys_.answer(sample) == best and sys_.answer_many([sample, sample]) == [best, best]
+        assert extract_choice(best) == best[1]
+    assert padded  # options of different token lengths: the batch really was padded
+    # generate mode decodes greedily instead
+    gen = tiny(tokenizer, max_new_tokens=6, choice_mode="generate")
+    sample = first_sample(world, "world-q")
+    assert gen.answer(sample) == gen.generate([gen._sample_example(sample)])[0]
+    with pytest.raises(RegionLMError, match="choice_mode"):
+        tiny(tokenizer, choice_mode="best")
 
 
 def test_batched_tracking_equals_one_by_one(world, tokenizer):
@@ -282,14 +316,21 @@ def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
     import regionlm.model
     from regionlm.cli import main
 
-    def short(path, benchmark=None):
-        return load_eval_system(path, benchmark=benchmark, max_new_tokens=4)
+    def short(path, benchmark=None, **options):
+        return load_eval_system(path, benchmark=benchmark, max_new_tokens=4, **options)
 
     monkeypatch.setattr(regionlm.model, "load_eval_system", short, raising=False)
     code = main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
                  str(tmp_path / "ev"), "--limit", "1", "--json"])
     assert code == 0
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["num_samples"] == 1
+    assert json.loads((tmp_path / "ev" / "run.json").read_text())["system"]["choice_mode"] == "rank"
+    code = main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
+                 str(tmp_path / "ev-gen"), "--limit", "1", "--choice-mode", "generate", "--json"])
+    assert code == 0
+    assert json.loads((tmp_path / "ev-gen" / "run.json").read_text())["system"]["choice_mode"] == "generate"
+    assert main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
+                 str(tmp_path / "ev-bad"), "--choice-mode", "best"]) == 2
     # retrained into the same folder: the cached answers belong to other weights, so the run is refused
     with torch.no_grad():
         next(sys_.model.parameters()).add_(1.0)

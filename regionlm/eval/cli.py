@@ -2,7 +2,7 @@
 
     regionlm eval --benchmark NAME [--data PATH] [--video-root DIR]
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
-                  --out DIR [--limit N] [--seed S] [--json]
+                  --out DIR [--limit N] [--seed S] [--choice-mode rank|generate] [--json]
     regionlm eval --list
 
 Writes OUT/results.json, OUT/report.md, plots and the per-sample cache OUT/predictions.jsonl (a rerun resumes
@@ -47,6 +47,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="output folder (results.json, report.md, plots, cache)")
     p.add_argument("--limit", metavar="N", help="evaluate the first N samples only")
     p.add_argument("--seed", metavar="S", default="0", help="seed of the random baseline (default 0)")
+    p.add_argument("--choice-mode", metavar="MODE", default="rank",
+                   help="multiple choice with a model: rank (answer the option the model finds most likely, "
+                        "default) or generate (greedy text, the letter read from it)")
     p.add_argument("--no-java", action="store_true", help="caption metrics without Java: the pure-Python PTB "
                                                          "tokenizer approximation, METEOR unavailable")
     p.add_argument("--judge-url", metavar="URL", help="videorefer-d: an OpenAI-compatible judge endpoint")
@@ -104,7 +107,8 @@ def make_system(args, bench):
         if bench.task == "segment":
             raise RegionLMError(f"{bench.name} scores masks: give --tracker NAME, --predictions FILE.jsonl or "
                                 f"--baseline first-frame")
-        return _backend("regionlm.model", "load_eval_system", "model")(default_model_dir(), benchmark=bench)
+        return _backend("regionlm.model", "load_eval_system", "model")(default_model_dir(), benchmark=bench,
+                                                                       **model_options(args))
     kind = given[0]
     if kind == "predictions":
         return PredictionsFile(args.predictions, bench)
@@ -114,7 +118,18 @@ def make_system(args, bench):
         if bench.task not in ("track", "segment"):
             raise RegionLMError(f"--tracker applies to tracking and VOS benchmarks, not {bench.name}")
         return _backend("regionlm.objects", "load_eval_tracker", "tracker")(args.tracker, benchmark=bench)
-    return _backend("regionlm.model", "load_eval_system", "model")(args.model, benchmark=bench)
+    return _backend("regionlm.model", "load_eval_system", "model")(args.model, benchmark=bench,
+                                                                   **model_options(args))
+
+
+def model_options(args) -> dict:
+    """RegionLMSystem options from the command line (checked here: one-line errors)."""
+    from ..model.inference import CHOICE_MODES
+
+    mode = getattr(args, "choice_mode", None) or "rank"
+    if mode not in CHOICE_MODES:
+        raise RegionLMError(f"--choice-mode must be one of {', '.join(CHOICE_MODES)}, got {mode!r}")
+    return {"choice_mode": mode}
 
 
 def make_judge(args, bench):

@@ -29,6 +29,7 @@ from ..regions import (RegionPrompt, box_to_mask, box_to_text, box_xywh_to_xyxy,
                        text_to_box, validate_frame)
 from ..video import VideoReader, sample_indices
 from .example import Example, Region
+from .processing import IGNORE
 from .prompts import build_prompt, sot_answer
 
 # The model task each benchmark asks (its Sample says the eval task: choice / caption / track).
@@ -36,6 +37,10 @@ BENCHMARK_TASKS = {"world-q": "region_qa", "videorefer-q": "region_qa", "world-v
                    "world-d": "region_caption", "videorefer-d": "region_caption", "world-reg": "reg",
                    "elysium-reg": "reg", "world-sot": "sot", "lasot": "sot", "vot": "sot", "world-rsot": "rsot"}
 REGION_MODES = ("single", "multi")
+# How a multiple-choice Sample is answered: "rank" scores every option with the model (the log-likelihood of the
+# option as the answer, the lm-eval-harness protocol) and answers the best one; "generate" decodes greedily and
+# the benchmark's letter extraction reads what came out (the papers' protocol).
+CHOICE_MODES = ("rank", "generate")
 GENERATE_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_masks", "region_given", "region_valid",
                  "object_masks", "object_valid")
 
@@ -173,7 +178,8 @@ class RegionLMSystem:
 
     num_frames: frames per clip / per question (None: the model config's ``num_frames``); max_new_tokens: the
     text budget (tracking gets enough for a box on every frame of its clip); clip_overlap: frames shared by
-    consecutive tracking clips; region_mode: ``single`` (a region is shown on its key frame: the Sample's
+    consecutive tracking clips; choice_mode: how multiple-choice Samples are answered (CHOICE_MODES);
+    region_mode: ``single`` (a region is shown on its key frame: the Sample's
     ``frame_idx``, as VideoRefer-Bench-Q's single-frame mode) or ``multi`` (on every annotated frame);
     task: the model task to ask (None: from the sample; load_eval_system sets it from the benchmark);
     objects_fn: ``(frames (T, H, W, 3), regions) -> [(T, H, W) bool masks]``, the object tracks an
@@ -186,9 +192,12 @@ class RegionLMSystem:
 
     def __init__(self, model, processor, num_frames: Optional[int] = None, max_new_tokens: int = 128,
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
-                 objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm"):
+                 objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm",
+                 choice_mode: str = "rank"):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
+        if choice_mode not in CHOICE_MODES:
+            raise RegionLMError(f"choice_mode must be one of {CHOICE_MODES}, got {choice_mode!r}")
         self.model, self.processor = model.eval(), processor
         cfg = model.config
         self.num_frames = int(num_frames or cfg.num_frames)
@@ -196,11 +205,12 @@ class RegionLMSystem:
             raise RegionLMError(f"clip_overlap ({clip_overlap}) must be smaller than num_frames ({self.num_frames})")
         self.max_new_tokens, self.clip_overlap = int(max_new_tokens), int(clip_overlap)
         self.region_mode, self.task, self.objects_fn, self.name = region_mode, task, objects_fn, name
+        self.choice_mode = choice_mode
         self.config = {"system": "regionlm", "model": path or getattr(cfg, "name_or_path", "") or None,
                        "weights": None,  # set by load_eval_system: only an eval cache needs to know the weights
                        "region_encoder": cfg.region_encoder, "connector": cfg.connector,
                        "num_frames": self.num_frames, "max_new_tokens": self.max_new_tokens,
-                       "clip_overlap": self.clip_overlap, "region_mode": region_mode}
+                       "clip_overlap": self.clip_overlap, "region_mode": region_mode, "choice_mode": choice_mode}
 
     # ------------------------------------------------------------------ generation
 
@@ -217,6 +227,29 @@ class RegionLMSystem:
             ids = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.max_new_tokens,
                                       do_sample=False, **self.processor.generation_kwargs())
         return [self.processor.decode(row) for row in ids.cpu().tolist()]
+
+    def option_scores(self, example: Example, options: Sequence[str]) -> list[float]:
+        """log p(option | prompt) for each option: the summed log-probabilities of the option's tokens and the
+        end of turn, as the model would write it as the answer (one forward pass over all options)."""
+        examples = []
+        for option in options:
+            ex = copy.copy(example)
+            ex.answer = str(option)
+            examples.append(ex)
+        batch = self.processor(examples, train=True)
+        labels = batch.pop("labels").to(self.device)
+        inputs = {k: v.to(self.device) for k, v in batch.items() if k in GENERATE_KEYS}
+        with torch.no_grad():
+            logits = self.model(**inputs).logits[:, :-1].float()
+        target = labels[:, 1:]
+        scored = target != IGNORE
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (logp * scored).sum(dim=1).cpu().tolist()
+
+    def rank_options(self, example: Example, options: Sequence[str]) -> str:
+        """The option the model finds most likely (the first of equals)."""
+        scores = self.option_scores(example, options)
+        return str(options[int(np.argmax(scores))])
 
     def _track_budget(self, num_frames: int) -> int:
         """New tokens for ``Frame k: [..]`` on every frame of a clip (+ a margin for the end token)."""
@@ -296,8 +329,13 @@ class RegionLMSystem:
         # A caption benchmark whose prompt names several regions keeps its own wording.
         return prompt if prompt.count("<region>") == n_regions else sample.prompt
 
+    def _ranks(self, sample) -> bool:
+        return self.choice_mode == "rank" and sample.task == "choice" and bool(sample.options)
+
     def answer(self, sample) -> str:
         """Text answer of a choice / caption Sample (System protocol)."""
+        if self._ranks(sample):
+            return self.rank_options(self._sample_example(sample), sample.options)
         return self.generate([self._sample_example(sample)])[0]
 
     def answer_many(self, samples: Sequence) -> list[str]:
@@ -305,6 +343,8 @@ class RegionLMSystem:
         faster on every device). The eval runner uses it in chunks of ``batch_size``."""
         if not samples:
             return []
+        if any(self._ranks(s) for s in samples):  # ranking scores each question's options in one batch
+            return [self.answer(s) for s in samples]
         examples = [self._sample_example(s) for s in samples]
         # a batch needs one clip length: different ones (a sequence shorter than num_frames) go one by one
         if len({len(e.frames) for e in examples}) > 1:
