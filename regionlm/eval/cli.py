@@ -2,7 +2,8 @@
 
     regionlm eval --benchmark NAME [--data PATH] [--video-root DIR]
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
-                  --out DIR [--limit N] [--seed S] [--choice-mode rank|generate] [--json]
+                  --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
+                  [--rsot-mode generate|ground] [--json]
     regionlm eval --list
 
 Writes OUT/results.json, OUT/report.md, plots and the per-sample cache OUT/predictions.jsonl (a rerun resumes
@@ -50,6 +51,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--choice-mode", metavar="MODE", default="rank",
                    help="multiple choice with a model: rank (answer the option the model finds most likely, "
                         "default) or generate (greedy text, the letter read from it)")
+    p.add_argument("--rsot-mode", metavar="MODE", default="generate",
+                   help="referring tracking with a model: generate (the model writes a box per frame, default) or "
+                        "ground (the object pipeline tracks every object, the model picks the one named)")
     p.add_argument("--no-java", action="store_true", help="caption metrics without Java: the pure-Python PTB "
                                                          "tokenizer approximation, METEOR unavailable")
     p.add_argument("--judge-url", metavar="URL", help="videorefer-d: an OpenAI-compatible judge endpoint")
@@ -124,12 +128,15 @@ def make_system(args, bench):
 
 def model_options(args) -> dict:
     """RegionLMSystem options from the command line (checked here: one-line errors)."""
-    from ..model.inference import CHOICE_MODES
+    from ..model.inference import CHOICE_MODES, RSOT_MODES
 
-    mode = getattr(args, "choice_mode", None) or "rank"
-    if mode not in CHOICE_MODES:
-        raise RegionLMError(f"--choice-mode must be one of {', '.join(CHOICE_MODES)}, got {mode!r}")
-    return {"choice_mode": mode}
+    options = {"choice_mode": getattr(args, "choice_mode", None) or "rank",
+               "rsot_mode": getattr(args, "rsot_mode", None) or "generate"}
+    for key, allowed in (("choice_mode", CHOICE_MODES), ("rsot_mode", RSOT_MODES)):
+        if options[key] not in allowed:
+            raise RegionLMError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got "
+                                f"{options[key]!r}")
+    return options
 
 
 def make_judge(args, bench):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -41,6 +42,10 @@ REGION_MODES = ("single", "multi")
 # option as the answer, the lm-eval-harness protocol) and answers the best one; "generate" decodes greedily and
 # the benchmark's letter extraction reads what came out (the papers' protocol).
 CHOICE_MODES = ("rank", "generate")
+# How referring tracking (an expression, no box) is answered: "generate" has the model write a box per frame from
+# the words (Elysium); "ground" has the object pipeline track every object and the model pick the one the words
+# name (regionlm.model.grounding).
+RSOT_MODES = ("generate", "ground")
 GENERATE_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_masks", "region_given", "region_valid",
                  "object_masks", "object_valid")
 
@@ -179,6 +184,8 @@ class RegionLMSystem:
     num_frames: frames per clip / per question (None: the model config's ``num_frames``); max_new_tokens: the
     text budget (tracking gets enough for a box on every frame of its clip); clip_overlap: frames shared by
     consecutive tracking clips; choice_mode: how multiple-choice Samples are answered (CHOICE_MODES);
+    rsot_mode: how an object named by an expression is tracked (RSOT_MODES); tracks_fn: the object tracks
+    ``rsot_mode="ground"`` chooses from (None: the classical object pipeline, grounding.pipeline_objects);
     region_mode: ``single`` (a region is shown on its key frame: the Sample's
     ``frame_idx``, as VideoRefer-Bench-Q's single-frame mode) or ``multi`` (on every annotated frame);
     task: the model task to ask (None: from the sample; load_eval_system sets it from the benchmark);
@@ -193,11 +200,13 @@ class RegionLMSystem:
     def __init__(self, model, processor, num_frames: Optional[int] = None, max_new_tokens: int = 128,
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
                  objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm",
-                 choice_mode: str = "rank"):
+                 choice_mode: str = "rank", rsot_mode: str = "generate", tracks_fn: Optional[Callable] = None):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
         if choice_mode not in CHOICE_MODES:
             raise RegionLMError(f"choice_mode must be one of {CHOICE_MODES}, got {choice_mode!r}")
+        if rsot_mode not in RSOT_MODES:
+            raise RegionLMError(f"rsot_mode must be one of {RSOT_MODES}, got {rsot_mode!r}")
         self.model, self.processor = model.eval(), processor
         cfg = model.config
         self.num_frames = int(num_frames or cfg.num_frames)
@@ -205,12 +214,18 @@ class RegionLMSystem:
             raise RegionLMError(f"clip_overlap ({clip_overlap}) must be smaller than num_frames ({self.num_frames})")
         self.max_new_tokens, self.clip_overlap = int(max_new_tokens), int(clip_overlap)
         self.region_mode, self.task, self.objects_fn, self.name = region_mode, task, objects_fn, name
-        self.choice_mode = choice_mode
+        self.choice_mode, self.rsot_mode = choice_mode, rsot_mode
+        self.tracks_fn = None
+        if rsot_mode == "ground":
+            from .grounding import TracksCache
+
+            self.tracks_fn = TracksCache(tracks_fn)
         self.config = {"system": "regionlm", "model": path or getattr(cfg, "name_or_path", "") or None,
                        "weights": None,  # set by load_eval_system: only an eval cache needs to know the weights
                        "region_encoder": cfg.region_encoder, "connector": cfg.connector,
                        "num_frames": self.num_frames, "max_new_tokens": self.max_new_tokens,
-                       "clip_overlap": self.clip_overlap, "region_mode": region_mode, "choice_mode": choice_mode}
+                       "clip_overlap": self.clip_overlap, "region_mode": region_mode, "choice_mode": choice_mode,
+                       "rsot_mode": rsot_mode}
 
     # ------------------------------------------------------------------ generation
 
@@ -228,15 +243,10 @@ class RegionLMSystem:
                                       do_sample=False, **self.processor.generation_kwargs())
         return [self.processor.decode(row) for row in ids.cpu().tolist()]
 
-    def option_scores(self, example: Example, options: Sequence[str]) -> list[float]:
-        """log p(option | prompt) for each option: the summed log-probabilities of the option's tokens and the
-        end of turn, as the model would write it as the answer (one forward pass over all options)."""
-        examples = []
-        for option in options:
-            ex = copy.copy(example)
-            ex.answer = str(option)
-            examples.append(ex)
-        batch = self.processor(examples, train=True)
+    def answer_logprobs(self, examples: Sequence[Example]) -> list[float]:
+        """log p(answer | prompt) of each Example's ``answer``: the summed log-probabilities of its tokens and the
+        end of turn, as the model would write it (one forward pass; examples with the same number of frames)."""
+        batch = self.processor(list(examples), train=True)
         labels = batch.pop("labels").to(self.device)
         inputs = {k: v.to(self.device) for k, v in batch.items() if k in GENERATE_KEYS}
         with torch.no_grad():
@@ -245,6 +255,10 @@ class RegionLMSystem:
         scored = target != IGNORE
         logp = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (logp * scored).sum(dim=1).cpu().tolist()
+
+    def option_scores(self, example: Example, options: Sequence[str]) -> list[float]:
+        """log p(option | prompt) for each option, as the answer to ``example``'s prompt."""
+        return self.answer_logprobs([dataclasses.replace(example, answer=str(o)) for o in options])
 
     def rank_options(self, example: Example, options: Sequence[str]) -> str:
         """The option the model finds most likely (the first of equals)."""
@@ -383,12 +397,21 @@ class RegionLMSystem:
     def track_frames_many(self, jobs: Sequence) -> list:
         """``track_frames`` for several ``(src, init_xyxy, expression)`` at once: the k-th clips of all jobs are
         generated in one batch (clips of the same length; the same boxes as one by one)."""
-        states = [_TrackState(self, *job) for job in jobs]
+        grounded = {}
+        if self.rsot_mode == "ground":  # an expression without a box: the model picks among the pipeline's tracks
+            from .grounding import track_by_grounding
+
+            for i, (src, init, expression) in enumerate(jobs):
+                if init is None and expression:
+                    frames = src.get(list(range(src.num_frames)))
+                    grounded[i] = track_by_grounding(self, frames, expression, self.tracks_fn)
+        states = [_TrackState(self, *job) for i, job in enumerate(jobs) if i not in grounded]
         while True:
             pending = [(st, st.next_example()) for st in states]
             pending = [(st, ex) for st, ex in pending if ex is not None]
             if not pending:
-                return [st.boxes for st in states]
+                generated = iter(st.boxes for st in states)
+                return [grounded[i] if i in grounded else next(generated) for i in range(len(jobs))]
             by_length: dict = {}
             for st, ex in pending:
                 by_length.setdefault(len(ex.frames), []).append((st, ex))
@@ -610,5 +633,5 @@ def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
     return system
 
 
-__all__ = ["BENCHMARK_TASKS", "FrameSource", "RegionLMSystem", "clip_starts", "load_eval_system", "load_model",
+__all__ = ["BENCHMARK_TASKS", "CHOICE_MODES", "RSOT_MODES", "FrameSource", "RegionLMSystem", "clip_starts", "load_eval_system", "load_model",
            "nearest_positions", "weights_fingerprint"]

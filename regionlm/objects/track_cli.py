@@ -13,6 +13,10 @@ are not tracked). Boxes and points are turned into a mask on frame F by the back
 
 Mask backends (``BACKENDS``): ``classical`` (no weights: DIS flow + re-segmentation, GrabCut for boxes) and ``hf``
 (``--segmenter DIR``: a local SAM 2 / SAM 3 tracker *video* checkpoint, which also segments boxes and points).
+
+``--expression`` with ``--backend classical``: the object pipeline tracks every object of the video and the
+RegionLM model (``--model DIR``, default the shipped one) picks the one the words name (regionlm.model.grounding);
+``tracks.json`` holds that object's masks, and ``--json`` every candidate's score.
 """
 
 from __future__ import annotations
@@ -64,13 +68,14 @@ def add_parser(sub) -> None:
                    help="an object to track: mask:PNG@F, rle:JSON@F, box:x1,y1,x2,y2@F or point:x,y@F (repeatable "
                         "with the mask backends; one with the model)")
     p.add_argument("--expression", metavar="TEXT",
-                   help='model backend: track the object this names instead of a --region ("the small red star")')
+                   help='track the object this names instead of a --region ("the small red star"): the model writes '
+                        'its boxes (backend model), or picks it among the object pipeline\'s tracks (classical)')
     # Checked here rather than by argparse (choices) so that a wrong name is a one-line error like the others.
     p.add_argument("--backend", default=MODEL_BACKEND, metavar="NAME",
                    help=f"{MODEL_BACKEND} (default: boxes from the RegionLM model), or masks: classical (no "
                         "weights) or hf (needs --segmenter DIR)")
-    p.add_argument("--model", metavar="DIR", help="model backend: a saved RegionLM model folder (default: the "
-                                                  "shipped model)")
+    p.add_argument("--model", metavar="DIR", help="model backend or --expression: a saved RegionLM model folder "
+                                                  "(default: the shipped model)")
     p.add_argument("--segmenter", metavar="DIR", help="hf: a SAM 2 / SAM 3 tracker video checkpoint folder")
     p.add_argument("--device", default=None,
                    help="torch device (default: cpu for hf, CUDA when available for the model)")
@@ -87,6 +92,8 @@ def run_track(args) -> int:
         raise RegionLMError(f"--backend {args.backend!r}: unknown; available: {MODEL_BACKEND}, {', '.join(BACKENDS)}")
     if args.backend == MODEL_BACKEND:
         return run_model_track(args)
+    if args.expression is not None:
+        return run_grounded_track(args)
     for flag, value in (("--expression", args.expression), ("--model", args.model)):
         if value is not None:
             raise RegionLMError(f"{flag} works only with --backend {MODEL_BACKEND}; --backend {args.backend} "
@@ -215,6 +222,53 @@ def run_model_track(args) -> int:
     return 0
 
 
+def run_grounded_track(args) -> int:
+    """--expression with a mask backend: the object pipeline's tracks, the model picks the named one."""
+    from regionlm.api import RegionLM, timed
+    from regionlm.model.grounding import ground_video
+    from regionlm.objects.base import ObjectsResult, ObjectTrack
+    from regionlm.objects.io import render_objects, write_objects_json
+    from regionlm.video import VideoReader
+
+    if args.backend != "classical":
+        raise RegionLMError(f"--expression works with --backend {MODEL_BACKEND} or classical (the object pipeline "
+                            f"finds the candidates), not {args.backend}")
+    if args.region or args.segmenter:
+        raise RegionLMError("give --expression or --region, not both" if args.region else
+                            "--segmenter is a checkpoint folder for --backend hf; classical needs none")
+    expression = args.expression.strip()
+    if not expression:
+        raise RegionLMError("--expression is empty; name the object, e.g. --expression \"the small red star\"")
+    with VideoReader(args.video):  # a missing or unreadable video fails here, before the model loads
+        pass
+    model = RegionLM.load(args.model, device=args.device, progress=False)
+    (found, index, scores), secs = timed(ground_video, model.system, args.video, expression)
+    picked = [] if index is None else [found.objects[index]]
+    tracks = [ObjectTrack(id=1, label=expression, score=o.score, masks=o.masks) for o in picked]
+    result = ObjectsResult(video=str(args.video), height=found.height, width=found.width,
+                           num_frames=found.num_frames, objects=tracks, timing={"seconds": secs})
+    out = write_objects_json(args.out, result)
+    if args.render:
+        render_objects(args.video, result, args.render, progress=not args.json)
+    candidates = [{"pipeline_id": o.id, "score": None if not np.isfinite(sc) else round(float(sc), 4),
+                   "frames": len(list(o.masks))} for o, sc in zip(found.objects, scores)]
+    frames = len(list(tracks[0].masks)) if tracks else 0
+    if args.json:
+        print(json.dumps({"video": str(args.video), "backend": args.backend, "expression": expression,
+                          "picked": None if index is None else found.objects[index].id, "candidates": candidates,
+                          "frames": frames, "out": str(out), "render": args.render, "model": model.path,
+                          "seconds": secs}))
+    else:
+        if index is None:
+            print(f"{expression!r}: the object pipeline found no object -> {out}")
+        else:
+            print(f"{expression!r}: object {found.objects[index].id} of {len(found.objects)} found, visible on "
+                  f"{frames} of {found.num_frames} frames -> {out}")
+        if args.render:
+            print(f"rendered -> {args.render}")
+    return 0
+
+
 def _seed_mask(region, mask: np.ndarray, frame: np.ndarray, segmenter) -> np.ndarray:
     """The mask an object starts from: the given mask, or the segmenter's mask for a box / points (the prompt's
     own box / disks when the segmenter finds nothing there)."""
@@ -234,4 +288,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="track", unit="frame", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
-__all__ = ["add_parser", "run_track", "run_model_track", "track_video", "BACKENDS", "MODEL_BACKEND"]
+__all__ = ["add_parser", "run_track", "run_model_track", "run_grounded_track", "track_video", "BACKENDS", "MODEL_BACKEND"]

@@ -1,0 +1,174 @@
+"""Referring tracking by grounding: the object pipeline tracks every object, the model picks the one an
+expression names, and that object's track is the answer.
+
+The model writes no box here. Each candidate object is shown to it as a `<region>` of the referring-expression
+task (``reg``: "Give a referring expression for <region>"), and the candidate is scored by how likely the model
+finds the user's expression as that region's answer (comprehension by generation, as Mao et al. 2016 pick the
+region whose generated expression best explains the words), plus the log of the pipeline's confidence that the
+track is an object at all (its score: mean detection score x the fraction of frames it is seen), a prior that keeps
+background blobs and fragments from winning. VideoOrion's split of labour: a detect-segment-track pipeline gives
+the objects, the language model reasons over them.
+
+``RegionLMSystem(rsot_mode="ground")`` answers world-rsot and ``track(video, expression=...)`` this way; the
+default ``rsot_mode="generate"`` keeps Elysium's protocol (the model writes a box per frame from the words).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..regions import mask_to_box
+from ..video import sample_indices
+from .example import Example, Region
+from .prompts import build_prompt
+
+MIN_PRIOR = 1e-3  # a track the pipeline gives score 0 is unlikely, not impossible
+
+
+@dataclass
+class Candidate:
+    """One object track: ``masks`` (N, H, W) bool on every frame (empty where not visible) and ``prior``, how sure
+    the object pipeline is that it is an object (0..1)."""
+
+    masks: np.ndarray
+    prior: float = 1.0
+
+
+# (frames (N, H, W, 3) uint8) -> the candidate objects (Candidate, or a bare (N, H, W) mask array: prior 1)
+ObjectsFn = Callable[[np.ndarray], list]
+
+
+def pipeline_objects(frames: np.ndarray) -> list:
+    """Every object's masks on every frame and its score, from the classical detect-segment-track pipeline (no
+    weights)."""
+    from ..objects.pipeline import ObjectPipeline, PipelineConfig
+
+    n, h, w = frames.shape[:3]
+    result = ObjectPipeline(PipelineConfig()).run_frames(enumerate(frames), n, h, w)
+    out = []
+    for obj in result.objects:
+        masks = np.zeros((n, h, w), bool)
+        for t in obj.masks:
+            masks[t] = obj.masks[t]
+        out.append(Candidate(masks, float(obj.score)))
+    return out
+
+
+def as_candidate(item) -> Candidate:
+    return item if isinstance(item, Candidate) else Candidate(np.asarray(item, bool))
+
+
+@dataclass
+class Grounding:
+    """The picked object (index into ``tracks``, None when there is no object) and every candidate's score
+    (log-likelihood of the expression + log prior; -inf for a track that is never visible)."""
+
+    index: Optional[int]
+    scores: list
+    tracks: list
+
+    def boxes(self) -> list:
+        """Pixel xyxy box (or None where the picked object is not visible) per frame."""
+        if self.index is None:
+            n = len(self.tracks[0]) if self.tracks else 0
+            return [None] * n
+        return [list(map(float, mask_to_box(m))) if m.any() else None for m in self.tracks[self.index]]
+
+
+def candidate_example(frames: np.ndarray, track: np.ndarray, sampled: Sequence[int]) -> Optional[Example]:
+    """The reg task with ``track`` as its region on the sampled frames (shown wherever it is visible), or None
+    when the object is visible on none of them."""
+    masks = track[list(sampled)]
+    given = masks.reshape(len(sampled), -1).any(axis=1)
+    if not given.any():
+        return None
+    return Example(task="reg", frames=frames, prompt=build_prompt("reg"), regions=[Region(masks, given)])
+
+
+def ground(system, frames: np.ndarray, expression: str, candidates: list) -> Grounding:
+    """Pick the object ``expression`` names among ``candidates`` (Candidate or (N, H, W) bool masks, on ``frames``
+    (N, H, W, 3)).
+
+    The model sees ``system.num_frames`` frames sampled over the sequence; an object visible on none of them is
+    shown on frames sampled to include its own first visible ones."""
+    candidates = [as_candidate(c) for c in candidates]
+    tracks = [c.masks for c in candidates]
+    if not tracks:
+        return Grounding(None, [], [])
+    sampled = sample_indices(len(frames), num=system.num_frames)
+    clip = frames[sampled]
+    examples, which = [], []
+    for k, track in enumerate(tracks):
+        ex = candidate_example(clip, track, sampled)
+        if ex is None:  # not on the sampled frames: show it on its own visible frames, nearest first
+            visible = np.flatnonzero(track.reshape(len(track), -1).any(axis=1))
+            if not len(visible):
+                continue
+            own = sample_indices(len(frames), num=system.num_frames, keep=list(visible[:system.num_frames]))
+            ex = candidate_example(frames[own], track, own)
+        examples.append(dataclasses.replace(ex, answer=expression))
+        which.append(k)
+    scores = [-np.inf] * len(tracks)
+    for k, score in zip(which, system.answer_logprobs(examples) if examples else []):
+        scores[k] = score + float(np.log(max(candidates[k].prior, MIN_PRIOR)))
+    if not which:
+        return Grounding(None, scores, tracks)
+    return Grounding(int(np.argmax(scores)), scores, tracks)
+
+
+class TracksCache:
+    """The object tracks of the last few frame sequences (a benchmark asks about several objects of one video:
+    the pipeline runs once per video). Keyed by the frames' bytes."""
+
+    def __init__(self, objects_fn: Optional[ObjectsFn] = None, size: int = 4):
+        self.objects_fn, self.size, self._items = objects_fn or pipeline_objects, size, OrderedDict()
+
+    def __call__(self, frames: np.ndarray) -> list:
+        key = (frames.shape, hashlib.sha1(np.ascontiguousarray(frames).tobytes()).hexdigest())
+        if key not in self._items:
+            self._items[key] = [as_candidate(c) for c in self.objects_fn(frames)]
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        self._items.move_to_end(key)
+        return self._items[key]
+
+
+def track_by_grounding(system, frames: np.ndarray, expression: str, objects_fn: Optional[ObjectsFn] = None) -> list:
+    """Pixel xyxy box (or None) per frame of ``frames``: the object pipeline's track of the object the model
+    grounds ``expression`` to."""
+    return ground(system, frames, expression, (objects_fn or pipeline_objects)(frames)).boxes()
+
+
+def ground_video(system, video, expression: str, config=None):
+    """The object pipeline over a whole video (streamed: bounded memory), then the model picks the object that
+    ``expression`` names on ``system.num_frames`` frames sampled over the video. Returns (ObjectsResult, the
+    picked object's index into its ``objects`` or None, every object's score)."""
+    from ..objects.pipeline import ObjectPipeline, PipelineConfig
+    from ..video import VideoReader
+
+    result = ObjectPipeline(config or PipelineConfig()).run(video)
+    if not result.objects:
+        return result, None, []
+    sampled = sample_indices(result.num_frames, num=system.num_frames)
+    with VideoReader(video) as reader:
+        frames = reader.get_frames(sampled)
+    shape = (len(sampled), result.height, result.width)
+    candidates = []
+    for obj in result.objects:
+        masks = np.zeros(shape, bool)
+        for j, t in enumerate(sampled):
+            if t in obj.masks:
+                masks[j] = obj.masks[t]
+        candidates.append(Candidate(masks, float(obj.score)))
+    picked = ground(system, frames, expression, candidates)
+    return result, picked.index, picked.scores
+
+
+__all__ = ["Candidate", "Grounding", "TracksCache", "as_candidate", "candidate_example", "ground", "ground_video",
+           "pipeline_objects", "track_by_grounding"]
