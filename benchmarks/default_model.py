@@ -8,8 +8,10 @@ in training (training streams the train split), then evaluates the model on:
   world-rsot         referring tracking from an expression: AUC >= 60
   world-d            region descriptions: CIDEr >= 100, attributes (colour, shape, size, motion) right >= 90
   world-vqa          video-level questions: >= 85
-Multiple choice is answered by ranking the options by the model's likelihood (`--choice-mode rank`, the default
-of `regionlm eval`); world-q-generate asks the same questions with greedy decoding for reference (no bar).
+  world-rsot-ground  the same, the object pipeline tracking every object and the model picking the named one
+Multiple choice is answered by ranking the options by the model's likelihood (`--choice-mode rank`) and
+descriptions with 3 beams (`--caption-beams 3`), the defaults of `regionlm eval`; world-q-generate and
+world-d-greedy ask the same with greedy decoding, for reference (no bar).
 Each run's full results (results.json, report.md, plots, predictions cache) stay under --out/<name>; the table is
 printed and written to --out/default_model.json.
 
@@ -46,9 +48,12 @@ RUNS = [
     ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90), ("attr_colour", None), ("attr_shape", None),
                                     ("attr_size", None), ("attr_motion", None)]),
     ("world-vqa", "world-vqa", "test", [("overall", 85)]),
+    ("world-rsot-ground", "world-rsot", "test", [("auc", 60)]),
     ("world-q-generate", "world-q", "test", [("overall", None), ("region_swap", None)]),
+    ("world-d-greedy", "world-d", "test", [("cider", None), ("attributes", None)]),
 ]
-EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"]}
+EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"], "world-rsot-ground": ["--rsot-mode", "ground"],
+              "world-d-greedy": ["--caption-beams", "1"]}
 NOT_TYPES = {"overall", "region_swap"}
 
 

@@ -88,6 +88,7 @@ class ScriptedSystem(RegionLMSystem):
 
     def __init__(self, reply, num_frames, clip_overlap):
         self.num_frames, self.clip_overlap, self.max_new_tokens = num_frames, clip_overlap, 64
+        self.rsot_mode = "generate"
         self.reply, self.asked = reply, []
         self.model = type("M", (), {"config": type("C", (), {"uses_objects": False})()})()
 
@@ -213,6 +214,34 @@ def test_rank_answers_the_option_the_model_finds_most_likely(world, tokenizer, t
     assert gen.answer(sample) == gen.generate([gen._sample_example(sample)])[0]
     with pytest.raises(RegionLMError, match="choice_mode"):
         tiny(tokenizer, choice_mode="best")
+
+
+def test_captions_use_beam_search(world, tokenizer):
+    """Descriptions and referring expressions are decoded with ``caption_beams`` beams (batched as one by one);
+    questions stay greedy."""
+    bench = get_benchmark("world-d")(BenchmarkOptions(data=world))
+    samples = bench.samples(bench.load())[:3]
+    beam = tiny(tokenizer, max_new_tokens=12, choice_mode="generate")
+    greedy = tiny(tokenizer, max_new_tokens=12, choice_mode="generate", caption_beams=1)
+    assert beam.config["caption_beams"] == 3 and greedy.config["caption_beams"] == 1
+    calls = []
+    for system in (beam, greedy):
+        original = system.model.generate
+
+        def spy(*args, _original=original, **kwargs):
+            calls.append(kwargs["num_beams"])
+            return _original(*args, **kwargs)
+
+        system.model.generate = spy
+    assert beam.answer_many(samples) == [beam.answer(s) for s in samples]
+    assert calls == [3] * 4
+    greedy.answer_many(samples)
+    question = first_sample(world, "world-q")
+    beam.answer(question)
+    beam.answer_many([question, samples[0]])  # mixed: one by one, each with its own decoding
+    assert calls == [3] * 4 + [1, 1, 1, 3]
+    with pytest.raises(RegionLMError, match="caption_beams"):
+        tiny(tokenizer, caption_beams=0)
 
 
 def test_batched_tracking_equals_one_by_one(world, tokenizer):

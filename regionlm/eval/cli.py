@@ -3,7 +3,7 @@
     regionlm eval --benchmark NAME [--data PATH] [--video-root DIR]
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
-                  [--rsot-mode generate|ground] [--json]
+                  [--rsot-mode generate|ground] [--caption-beams N] [--json]
     regionlm eval --list
 
 Writes OUT/results.json, OUT/report.md, plots and the per-sample cache OUT/predictions.jsonl (a rerun resumes
@@ -54,6 +54,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--rsot-mode", metavar="MODE", default="generate",
                    help="referring tracking with a model: generate (the model writes a box per frame, default) or "
                         "ground (the object pipeline tracks every object, the model picks the one named)")
+    p.add_argument("--caption-beams", metavar="N", default="3",
+                   help="descriptions and referring expressions with a model: beam search width (1: greedy; "
+                        "default 3)")
     p.add_argument("--no-java", action="store_true", help="caption metrics without Java: the pure-Python PTB "
                                                          "tokenizer approximation, METEOR unavailable")
     p.add_argument("--judge-url", metavar="URL", help="videorefer-d: an OpenAI-compatible judge endpoint")
@@ -136,6 +139,7 @@ def model_options(args) -> dict:
         if options[key] not in allowed:
             raise RegionLMError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got "
                                 f"{options[key]!r}")
+    options["caption_beams"] = _int(getattr(args, "caption_beams", None) or "3", "--caption-beams", 1)
     return options
 
 
