@@ -35,9 +35,11 @@ class RegionLM:
         self.path = path
 
     @classmethod
-    def load(cls, path=None, device: Optional[str] = None, progress: bool = True) -> "RegionLM":
+    def load(cls, path=None, device: Optional[str] = None, progress: bool = True, **options) -> "RegionLM":
         """Load the model at ``path`` (None: the shipped default) on ``device`` (None: CUDA when available).
-        ``progress=False`` hides transformers' weight-loading bar (the CLI keeps stderr for errors)."""
+        ``progress=False`` hides transformers' weight-loading bar (the CLI keeps stderr for errors).
+        ``options``: RegionLMSystem's (e.g. ``rsot_mode="ground"``: ``track(video, expression=...)`` picks among
+        the object pipeline's tracks; ``caption_beams=1``: greedy descriptions)."""
         from transformers.utils import logging as hf_logging
 
         from .model.inference import RegionLMSystem, load_model
@@ -53,7 +55,7 @@ class RegionLM:
                 hf_logging.enable_progress_bar()
         if device is not None:
             model = model.to(device)
-        return cls(RegionLMSystem(model, processor, path=str(folder)), path=str(folder))
+        return cls(RegionLMSystem(model, processor, path=str(folder), **options), path=str(folder))
 
     @property
     def config(self):

@@ -199,3 +199,19 @@ def test_eval_rsot_mode_option(world, model_dir, tmp_path):
     assert json.loads((tmp_path / "g" / "run.json").read_text())["system"]["rsot_mode"] == "ground"
     assert main(["eval", "--benchmark", "world-rsot", "--data", str(world), "--model", str(model_dir), "--out",
                  str(tmp_path / "b"), "--rsot-mode", "boxes"]) == 2
+
+
+def test_api_track_by_expression_grounds_among_the_pipeline_tracks(world, model_dir):
+    from regionlm import RegionLM
+    from regionlm.model.grounding import pipeline_objects
+    from regionlm.video import VideoReader
+
+    video = next((world / "videos").glob("*.mp4"))
+    model = RegionLM.load(model_dir, progress=False, rsot_mode="ground")
+    boxes = model.track(video, expression="the red star")
+    with VideoReader(video) as reader:
+        frames = reader.get_frames(list(range(reader.num_frames)))
+    options = [[None if not m.any() else [float(v) for v in mask_to_box(m)] for m in c.masks]
+               for c in pipeline_objects(frames)]
+    xyxy = [None if b is None else [float(b[0]), float(b[1]), float(b[0] + b[2]), float(b[1] + b[3])] for b in boxes]
+    assert len(boxes) == len(frames) and xyxy in options
