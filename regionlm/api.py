@@ -70,12 +70,14 @@ class RegionLM:
         if len(regions) > self.max_regions:
             raise RegionError(f"{len(regions)} regions given; this model supports at most {self.max_regions}")
 
-    def ask(self, video, question: str, regions: Sequence = ()) -> str:
-        """Answer ``question`` about ``video``; each ``<region>`` in it is the matching entry of ``regions``."""
+    def ask(self, video, question: str, regions: Sequence = (), options: Optional[Sequence[str]] = None) -> str:
+        """Answer ``question`` about ``video``; each ``<region>`` in it is the matching entry of ``regions``.
+        ``options`` ("(A) ...", "(B) ...", listed in the question too): the answer is the option the model finds
+        most likely (its text, "(B) ...")."""
         regions = list(regions)
         self._check_regions(question, regions)
         check_regions_fit(video, regions)
-        return self.system.ask(video, question, regions)
+        return self.system.ask(video, question, regions, options=options)
 
     def describe(self, video, region) -> str:
         """Describe one region (what it is, its colour, shape, size and motion)."""

@@ -5,7 +5,7 @@
 
 VIDEO is a video file or a frame folder; each ``<region>`` of the question is the matching ``--region`` (in
 order). A question with options (``... (A) red (B) blue``) is asked in the multiple-choice form the model was
-trained on, and the chosen letter is read off the answer. Without ``--model`` the shipped default model answers.
+trained on; the model answers the option it finds most likely, and the chosen letter is read off the answer. Without ``--model`` the shipped default model answers.
 Everything a user can get wrong (video, regions, placeholders) is checked before the model is loaded. ``--json``
 "seconds" is the model's time (loading left out), as in ``regionlm track``.
 """
@@ -101,7 +101,9 @@ def run_ask(args) -> int:
     check_placeholders(args.question, len(args.region))
     prompts, _ = check_regions_fit(args.video, args.region, name="--region")
     model = _load(args)
-    answer, seconds = timed(model.ask, args.video, question_prompt(args.question), prompts)
+    prompt = question_prompt(args.question)
+    options = split_options(args.question)[1] if prompt != args.question else None  # options in the trained form
+    answer, seconds = timed(model.ask, args.video, prompt, prompts, options=options)
     option = parse_option(args.question, answer)
     if args.json:
         print(json.dumps({"video": str(args.video), "question": args.question, "regions": list(args.region),

@@ -494,11 +494,16 @@ class RegionLMSystem:
         return Example(task=task, frames=frames, prompt=prompt, regions=regs, objects=self._objects(frames, regs),
                        meta={"frame_indices": sampled})
 
-    def ask(self, video, question: str, regions: Sequence = ()) -> str:
+    def ask(self, video, question: str, regions: Sequence = (), options: Optional[Sequence[str]] = None) -> str:
         """Answer a free question about a video (a path, a frame folder or a (T, H, W, 3) array); each
-        ``<region>`` of ``question`` is the matching entry of ``regions`` (RegionPrompt or its spec text)."""
+        ``<region>`` of ``question`` is the matching entry of ``regions`` (RegionPrompt or its spec text).
+        ``options`` ("(A) ...", ...; the question then in the multiple-choice form): with choice_mode "rank" the
+        answer is the option the model finds most likely."""
         task = "region_qa" if regions else "video_qa"
-        return self.generate([self._user_example(task, video, question, regions)])[0]
+        example = self._user_example(task, video, question, regions)
+        if options and self.choice_mode == "rank":
+            return self.rank_options(example, list(options))
+        return self.generate([example])[0]
 
     def describe(self, video, region) -> str:
         """A description of one region (RegionPrompt or spec text such as ``box:10,10,40,40@0``)."""
