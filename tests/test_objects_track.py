@@ -202,6 +202,20 @@ def test_box_tracker_follows_a_moving_disc():
         CSRTBoxTracker().update(frames[0])
 
 
+def test_box_trackers_take_a_sliver_at_the_frame_edge():
+    """A 1-pixel box on the frame's edge (an object entering) is too small for OpenCV's CSRT: CSRT reports the
+    object lost instead of crashing, and the classical tracker goes on with its masks."""
+    frames, _ = disc_clip([(4 * t - 8, 30) for t in range(6)], size=(64, 64))
+    csrt = CSRTBoxTracker()
+    csrt.init(frames[0], (0, 28, 1, 31))
+    assert csrt.update(frames[1]) is None
+    tracker = ClassicalBoxTracker()
+    tracker.init(frames[0], (0, 28, 1, 31))
+    for t in range(1, 6):
+        box = tracker.update(frames[t])
+        assert box is None or len(box) == 4
+
+
 def test_box_tracker_on_real_video_prefix():
     from regionlm.data.vot import load_vot_sequence
     from regionlm.eval.metrics.tracking import iou_xywh

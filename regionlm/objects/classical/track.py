@@ -786,17 +786,25 @@ class CSRTBoxTracker:
 
     def __init__(self):
         self.csrt = None
+        self.lost = False
 
     def init(self, frame: np.ndarray, box_xyxy) -> None:
         frame = _check_frame(frame)
         x1, y1, x2, y2 = (float(v) for v in box_xyxy)
         self.csrt = cv2.TrackerCSRT_create()
-        self.csrt.init(np.ascontiguousarray(frame[..., ::-1]),
-                       (int(round(x1)), int(round(y1)), max(int(round(x2 - x1)), 1), max(int(round(y2 - y1)), 1)))
+        try:
+            self.csrt.init(np.ascontiguousarray(frame[..., ::-1]), (int(round(x1)), int(round(y1)),
+                                                                    max(int(round(x2 - x1)), 1),
+                                                                    max(int(round(y2 - y1)), 1)))
+            self.lost = False
+        except cv2.error:  # OpenCV cannot build its filter on a sliver (a 1-pixel box at the frame's edge)
+            self.lost = True
 
     def update(self, frame: np.ndarray):
         if self.csrt is None:
             raise RegionError("box tracker: call init() first")
+        if self.lost:
+            return None
         ok, b = self.csrt.update(np.ascontiguousarray(_check_frame(frame)[..., ::-1]))
         return [float(b[0]), float(b[1]), float(b[0] + b[2]), float(b[1] + b[3])] if ok else None
 
