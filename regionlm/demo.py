@@ -2,7 +2,8 @@
 
 One fresh RegionWorld video (exact ground truth) goes through everything the package does: the classical
 detect-segment-track pipeline finds its objects, the model answers some of the video's region questions and
-describes one object, and tracks one object from its box on its first well-visible frame. All is shown next to the
+describes one object, tracks one object from its box on its first well-visible frame, and finds that object from
+its referring expression among the pipeline's objects (regionlm.model.grounding). All is shown next to the
 ground truth: a table on stdout (or one JSON object with --json), and OUT/index.html with the rendered video
 (ground truth | objects found | model track), the answers, the scores and the timings. Progress goes to stderr.
 
@@ -83,6 +84,8 @@ def run(args) -> int:
     with phase("tracking", f"tracking object {track_rec['object_id']} from its box on frame "
                            f"{track_rec['init_frame']}"):
         tracking = track(lm, video, track_rec)
+    with phase("finding", f"finding object {track_rec['object_id']} from its expression"):
+        finding = find_by_words(lm, video, found, objects, gt, track_rec["object_id"])
     with phase("render", "rendering the video"):
         drawn = render(r.frames, gt, found.objects, tracking)
         mp4, gif = out / "demo.mp4", out / "demo.gif"
@@ -93,7 +96,7 @@ def run(args) -> int:
         "seed": seed, "model": lm.path, "video": str(video), "report": str(out / "index.html"),
         "rendered": [str(mp4), str(gif)], "questions": questions,
         "accuracy": round(right / len(questions), 4) if questions else None,
-        "description": description, "tracking": tracking, "objects": objects,
+        "description": description, "tracking": tracking, "finding": finding, "objects": objects,
         "timings": {**phase.seconds, "total": round(time.perf_counter() - start, 3)},
     }
     demo_html(out / "index.html", gif, result, width=drawn.shape[2])
@@ -266,6 +269,19 @@ def _marks() -> tuple[str, str]:
         return "ok", "x"
 
 
+def find_by_words(lm, video: Path, found, objects: dict, gt: dict, object_id) -> dict:
+    """The model picks, among the objects the pipeline found, the one the true referring expression of object
+    ``object_id`` names; right when the pick is the found object matched to that true object."""
+    from .model.grounding import ground_objects
+
+    expression = next(o["expression"] for o in gt["objects"] if str(o["id"]) == str(object_id))
+    index, _ = ground_objects(lm.system, video, expression, found)
+    picked = None if index is None else found.objects[index].id
+    truth = next((row["found_as"] for row in objects["truth"] if str(row["id"]) == str(object_id)), None)
+    return {"object_id": object_id, "expression": expression, "picked": picked, "found_as": truth,
+            "candidates": len(found.objects), "correct": picked is not None and picked == truth}
+
+
 def print_summary(result: dict, gt: dict) -> None:
     yes, no = _marks()
     mark = lambda ok: yes if ok else no  # noqa: E731
@@ -284,5 +300,8 @@ def print_summary(result: dict, gt: dict) -> None:
     miou = "-" if tr["mean_iou"] is None else f"{tr['mean_iou']:.3f}"
     print(f"\ntracking object {tr['object_id']} from its box on frame {tr['init_frame']}: mean IoU {miou} over "
           f"{tr['frames_scored']} frames")
+    fd = result["finding"]
+    print(f"finding {fd['expression']!r} among {fd['candidates']} objects found: picked {fd['picked']}, "
+          f"object {fd['object_id']} was found as {fd['found_as']} {mark(fd['correct'])}")
     print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result["timings"].items()))
     print(f"report: {result['report']} (video: {', '.join(result['rendered'])})")

@@ -83,7 +83,14 @@ def test_demo_json_has_every_part_next_to_the_ground_truth(demo_run, world):
     visible = [o for o in world.ground_truth["objects"] if any(f["segmentation"] for f in o["frames"])]
     assert objects["true"] == len(visible) and objects["found"] >= objects["matched"]
     assert objects["found"] == objects["matched"] + len(objects["extra"])
-    assert {"load_model", "video", "objects", "questions", "description", "tracking", "render",
+    fd = result["finding"]
+    truth = next(o for o in world.ground_truth["objects"] if str(o["id"]) == str(tr["object_id"]))
+    assert fd["object_id"] == tr["object_id"] and fd["expression"] == truth["expression"]
+    assert fd["candidates"] == objects["found"] and fd["picked"] in [None] + list(range(1, objects["found"] + 1))
+    row = next(r for r in objects["truth"] if str(r["id"]) == str(tr["object_id"]))
+    assert fd["found_as"] == row["found_as"] and fd["correct"] == (fd["picked"] is not None
+                                                                   and fd["picked"] == row["found_as"])
+    assert {"load_model", "video", "objects", "questions", "description", "tracking", "finding", "render",
             "total"} <= set(result["timings"])
 
 
@@ -98,12 +105,13 @@ def test_demo_writes_the_report_with_the_video_inlined(demo_run):
     for q in result["questions"]:
         assert html.escape(q["gt_answer"]) in page and html.escape(q["question"]) in page
     assert html.escape(result["description"]["gt"]) in page and "mean IoU" in page and "Timings" in page
+    assert html.escape(result["finding"]["expression"]) in page
 
 
 def test_demo_prints_progress_for_each_phase(demo_run):
     _, _, _, stderr = demo_run
     for words in ("loading the model", "generating a RegionWorld video", "finding objects", "asking",
-                  "describing", "tracking object", "rendering", "done in"):
+                  "describing", "tracking object", "finding object", "rendering", "done in"):
         assert f"demo: {words}" in stderr
 
 

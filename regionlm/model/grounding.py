@@ -145,16 +145,14 @@ def track_by_grounding(system, frames: np.ndarray, expression: str, objects_fn: 
     return ground(system, frames, expression, (objects_fn or pipeline_objects)(frames)).boxes()
 
 
-def ground_video(system, video, expression: str, config=None):
-    """The object pipeline over a whole video (streamed: bounded memory), then the model picks the object that
-    ``expression`` names on ``system.num_frames`` frames sampled over the video. Returns (ObjectsResult, the
-    picked object's index into its ``objects`` or None, every object's score)."""
-    from ..objects.pipeline import ObjectPipeline, PipelineConfig
+def ground_objects(system, video, expression: str, result):
+    """The model picks, among the objects of an object-pipeline ``result`` on ``video``, the one ``expression``
+    names, on ``system.num_frames`` frames sampled over the video. Returns (the picked object's index into
+    ``result.objects`` or None, every object's score)."""
     from ..video import VideoReader
 
-    result = ObjectPipeline(config or PipelineConfig()).run(video)
     if not result.objects:
-        return result, None, []
+        return None, []
     sampled = sample_indices(result.num_frames, num=system.num_frames)
     with VideoReader(video) as reader:
         frames = reader.get_frames(sampled)
@@ -167,8 +165,18 @@ def ground_video(system, video, expression: str, config=None):
                 masks[j] = obj.masks[t]
         candidates.append(Candidate(masks, float(obj.score)))
     picked = ground(system, frames, expression, candidates)
-    return result, picked.index, picked.scores
+    return picked.index, picked.scores
 
 
-__all__ = ["Candidate", "Grounding", "TracksCache", "as_candidate", "candidate_example", "ground", "ground_video",
+def ground_video(system, video, expression: str, config=None):
+    """The object pipeline over a whole video (streamed: bounded memory), then :func:`ground_objects`. Returns
+    (ObjectsResult, the picked object's index into its ``objects`` or None, every object's score)."""
+    from ..objects.pipeline import ObjectPipeline, PipelineConfig
+
+    result = ObjectPipeline(config or PipelineConfig()).run(video)
+    return (result, *ground_objects(system, video, expression, result))
+
+
+__all__ = ["Candidate", "Grounding", "TracksCache", "as_candidate", "candidate_example", "ground", "ground_objects",
+           "ground_video",
            "pipeline_objects", "track_by_grounding"]

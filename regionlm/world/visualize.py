@@ -166,6 +166,14 @@ def _object_rows(objects: dict) -> str:
     return "".join(rows)
 
 
+def _finding(fd) -> str:
+    if not fd:
+        return ""
+    return (f"<h2>Finding object {fd['object_id']} by its expression {_mark(fd['correct'])}</h2><p>"
+            f"&ldquo;{html.escape(fd['expression'])}&rdquo;: among the {fd['candidates']} objects the pipeline found, "
+            f"the model picked {fd['picked']}; the object was found as {fd['found_as']}.</p>")
+
+
 def demo_html(path, gif_path, result: dict, width: int = 768) -> Path:
     """The demo's self-contained page from its result (the ``regionlm demo --json`` object): the rendered video
     (GIF inlined), the model's answers next to the ground truth, the description, the tracking score, the objects
@@ -194,7 +202,7 @@ Also as <code>{e(Path(result['rendered'][0]).name)}</code>.</small></p>
 <tr><td>truth</td><td>{e(d['gt'])}</td></tr><tr><td>attributes</td><td>{attrs}</td></tr></table>
 <h2>Tracking object {tr['object_id']}: mean IoU {_num(tr['mean_iou'], '.3f')}</h2>
 <p>over {tr['frames_scored']} frames after frame {tr['init_frame']} where the object is in view; a frame
-without a model box counts 0.</p>
+without a model box counts 0.</p>{_finding(result.get('finding'))}
 <h2>Objects: {obj['found']} found, {obj['true']} true, {obj['matched']} matched</h2>
 <table><tr><th>id</th><th>true object</th><th>pipeline</th></tr>{_object_rows(obj)}</table>
 <h2>Timings</h2><table>{timings}</table></body></html>"""
