@@ -114,8 +114,7 @@ def make_system(args, bench):
         if bench.task == "segment":
             raise RegionLMError(f"{bench.name} scores masks: give --tracker NAME, --predictions FILE.jsonl or "
                                 f"--baseline first-frame")
-        return _backend("regionlm.model", "load_eval_system", "model")(default_model_dir(), benchmark=bench,
-                                                                       **model_options(args))
+        return load_model_system(args, default_model_dir(), bench)
     kind = given[0]
     if kind == "predictions":
         return PredictionsFile(args.predictions, bench)
@@ -125,22 +124,21 @@ def make_system(args, bench):
         if bench.task not in ("track", "segment"):
             raise RegionLMError(f"--tracker applies to tracking and VOS benchmarks, not {bench.name}")
         return _backend("regionlm.objects", "load_eval_tracker", "tracker")(args.tracker, benchmark=bench)
-    return _backend("regionlm.model", "load_eval_system", "model")(args.model, benchmark=bench,
-                                                                   **model_options(args))
+    return load_model_system(args, args.model, bench)
 
 
-def model_options(args) -> dict:
-    """RegionLMSystem options from the command line (checked here: one-line errors)."""
+def load_model_system(args, path, bench):
+    """The model backend's System with the command line's RegionLMSystem options (checked here: one-line
+    errors; the defaults are the parser's)."""
     from ..model.inference import CHOICE_MODES, RSOT_MODES
 
-    options = {"choice_mode": getattr(args, "choice_mode", None) or "rank",
-               "rsot_mode": getattr(args, "rsot_mode", None) or "generate"}
+    options = {"choice_mode": args.choice_mode, "rsot_mode": args.rsot_mode}
     for key, allowed in (("choice_mode", CHOICE_MODES), ("rsot_mode", RSOT_MODES)):
         if options[key] not in allowed:
             raise RegionLMError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got "
                                 f"{options[key]!r}")
-    options["caption_beams"] = _int(getattr(args, "caption_beams", None) or "3", "--caption-beams", 1)
-    return options
+    options["caption_beams"] = _int(args.caption_beams, "--caption-beams", 1)
+    return _backend("regionlm.model", "load_eval_system", "model")(path, benchmark=bench, **options)
 
 
 def make_judge(args, bench):

@@ -51,11 +51,18 @@ def pipeline_objects(frames: np.ndarray) -> list:
 
     n, h, w = frames.shape[:3]
     result = ObjectPipeline(PipelineConfig()).run_frames(enumerate(frames), n, h, w)
+    return candidates_of(result.objects, range(n), h, w)
+
+
+def candidates_of(objects: list, frames: Sequence[int], height: int, width: int) -> list:
+    """Object-pipeline tracks (ObjectTrack) as Candidates on the given video frames, their score as the prior."""
     out = []
-    for obj in result.objects:
-        masks = np.zeros((n, h, w), bool)
-        for t in obj.masks:
-            masks[t] = obj.masks[t]
+    for obj in objects:
+        seen = set(obj.masks)
+        masks = np.zeros((len(frames), height, width), bool)
+        for j, t in enumerate(frames):
+            if t in seen:
+                masks[j] = obj.masks[t]
         out.append(Candidate(masks, float(obj.score)))
     return out
 
@@ -156,14 +163,7 @@ def ground_objects(system, video, expression: str, result):
     sampled = sample_indices(result.num_frames, num=system.num_frames)
     with VideoReader(video) as reader:
         frames = reader.get_frames(sampled)
-    shape = (len(sampled), result.height, result.width)
-    candidates = []
-    for obj in result.objects:
-        masks = np.zeros(shape, bool)
-        for j, t in enumerate(sampled):
-            if t in obj.masks:
-                masks[j] = obj.masks[t]
-        candidates.append(Candidate(masks, float(obj.score)))
+    candidates = candidates_of(result.objects, sampled, result.height, result.width)
     picked = ground(system, frames, expression, candidates)
     return picked.index, picked.scores
 
@@ -177,6 +177,5 @@ def ground_video(system, video, expression: str, config=None):
     return (result, *ground_objects(system, video, expression, result))
 
 
-__all__ = ["Candidate", "Grounding", "TracksCache", "as_candidate", "candidate_example", "ground", "ground_objects",
-           "ground_video",
-           "pipeline_objects", "track_by_grounding"]
+__all__ = ["Candidate", "Grounding", "TracksCache", "as_candidate", "candidate_example", "candidates_of", "ground",
+           "ground_objects", "ground_video", "pipeline_objects", "track_by_grounding"]

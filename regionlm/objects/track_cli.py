@@ -288,4 +288,5 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="track", unit="frame", file=sys.stderr, disable=not enabled, dynamic_ncols=True)
 
 
-__all__ = ["add_parser", "run_track", "run_model_track", "run_grounded_track", "track_video", "BACKENDS", "MODEL_BACKEND"]
+__all__ = ["add_parser", "run_track", "run_model_track", "run_grounded_track", "track_video", "BACKENDS",
+           "MODEL_BACKEND"]
