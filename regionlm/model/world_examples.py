@@ -203,10 +203,18 @@ def _example(task: str, video: WorldVideo, idx: list[int], prompt: str, answer: 
                    answer=answer, regions=regions, objects=objects, meta=meta)
 
 
+def _seen(visibility: float, in_frame: float | None) -> float:
+    """The share of the whole object seen (records written before ``in_frame`` existed: the unhidden share)."""
+    return visibility * (1.0 if in_frame is None else in_frame)
+
+
 def _well_visible_starts(record: dict, length: int, num_video_frames: int) -> list[int]:
-    """Clip starts where the object is well visible (>= 0.5, as the annotation's init_frame) and the clip fits."""
+    """Clip starts where the object is well visible (half of it seen, as the annotation's init_frame) and the
+    clip fits."""
     vis = record.get("visibility") or [0.0 if a else 1.0 for a in record["absent"]]
-    return [t for t in range(num_video_frames - length + 1) if vis[t] >= 0.5 and not record["absent"][t]]
+    in_frame = record.get("in_frame") or [None] * len(vis)
+    return [t for t in range(num_video_frames - length + 1)
+            if _seen(vis[t], in_frame[t]) >= 0.5 and not record["absent"][t]]
 
 
 def track_answer(record: dict, idx: list[int], width: int, height: int) -> tuple[str, dict]:
@@ -344,7 +352,8 @@ def build_rec(video: WorldVideo, rec: dict, opts: ExampleOptions, rng) -> Option
     object is well visible (>= 0.6, as the reg records choose theirs)."""
     obj = next(o for o in video.objects() if o["id"] == rec["object_id"])
     good = [t for t, fr in enumerate(obj["frames"][: video.num_frames])
-            if fr["box"] is not None and fr["visibility"] >= 0.6 and fr.get("segmentation") is not None]
+            if fr["box"] is not None and _seen(fr["visibility"], fr.get("in_frame")) >= 0.6
+            and fr.get("segmentation") is not None]
     frame = good[int(rng.integers(len(good)))] if good and opts.window == "random" else int(rec["frame"])
     h, w = video.size
     box = video.box(rec["object_id"], frame)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..eval.metrics.multiple_choice import build_mc_prompt
 from ..regions import mask_to_rle
 from . import language as L
-from .facts import Facts, ObjectFacts
+from .facts import WELL_VISIBLE, Facts, ObjectFacts
 from .questions import TEMPLATES, Candidate
 from .spec import COLOURS, QUESTION_TYPES, SHAPES, WorldConfig
 
@@ -163,19 +163,22 @@ class Annotator:
         F = self.F
         sot, rsot, reg = [], [], []
         for f in F.present:
-            starts = [t for t in f.visible_frames if f.visibility[t] >= 0.5]
+            # init_frame: the first frame where at least half of the whole object is seen (not a sliver at the
+            # frame's edge, not mostly hidden)
+            starts = [t for t in f.visible_frames if f.seen(t) >= WELL_VISIBLE]
             if not starts:
                 continue
             track = {"video": self.video, "object_id": f.id, "height": F.size, "width": F.size,
                      "num_frames": F.T, "init_frame": starts[0], "boxes": f.boxes,
                      "absent": [t not in f.visible_frames for t in range(F.T)],
-                     "visibility": [round(v, 4) for v in f.visibility]}
+                     "visibility": [round(v, 4) for v in f.visibility],
+                     "in_frame": [round(v, 4) for v in f.in_frame]}
             sot.append({"id": f"{self.vid}-t{f.id}", **track})
             expr = F.expression(f.id)
             if expr is None:
                 continue
             rsot.append({"id": f"{self.vid}-r{f.id}", "expression": expr, **track})
-            good = [t for t in f.visible_frames if f.visibility[t] >= 0.6] or starts
+            good = [t for t in f.visible_frames if f.seen(t) >= 0.6] or starts
             t = good[self.rng.integers(len(good))]
             reg.append({"id": f"{self.vid}-g{f.id}", "video": self.video, "object_id": f.id, "height": F.size,
                         "width": F.size, "frame": t, "box": f.boxes[t], "expression": expr,
@@ -234,7 +237,7 @@ class Annotator:
             k = o.id - 1
             frames = [{"colour": sc.colours[k][t], "centre": [round(float(v), 3) for v in sc.centres[k, t]],
                        "angle": round(float(sc.angles[k, t]) % 360, 2), "box": f.boxes[t],
-                       "visibility": round(f.visibility[t], 4),
+                       "visibility": round(f.visibility[t], 4), "in_frame": round(f.in_frame[t], 4),
                        "segmentation": self.rle(o.id, t) if t in f.visible_frames else None}
                       for t in range(F.T)]
             objects.append({"id": o.id, "shape": o.shape, "size": o.size, "colour": f.colour, "layer": o.layer,

@@ -9,7 +9,10 @@ import numpy as np
 from ..regions import mask_to_box
 from . import language as L
 from .render import Rendering, pixel_events
+from .shapes import extent, shape_mask
 from .simulate import Event, Scene
+
+WELL_VISIBLE = 0.5  # a frame where at least half of the whole shape is seen: where tracks may start
 
 
 @dataclass
@@ -25,6 +28,7 @@ class ObjectFacts:
     visible_frames: list[int]  # rendered frames where any pixel is seen
     boxes: list  # per rendered frame: amodal box clipped to the frame (xyxy, exclusive), None when out of frame
     visibility: list[float]  # per rendered frame: visible pixels / in-frame shape pixels
+    in_frame: list[float]  # per rendered frame: in-frame shape pixels / whole shape pixels
     events: list[Event]  # its events within the video, in order (collisions of both parties)
     future: list[Event]  # its events after the end
 
@@ -32,9 +36,21 @@ class ObjectFacts:
     def first(self) -> int:
         return self.visible_frames[0]
 
+    def seen(self, t: int) -> float:
+        """The share of the whole shape seen on frame t (neither hidden nor out of the frame)."""
+        return self.visibility[t] * self.in_frame[t]
+
     @property
     def name(self) -> str:
         return L.name(self.size, self.colour, self.shape)
+
+
+def _whole_shape_pixels(o, centre, angle: float) -> int:
+    """Pixels of the shape drawn whole on a canvas it fits in, at the same sub-pixel offset and angle as in the
+    frame (a small shape's pixel count changes by 10% and more with both)."""
+    half = int(extent(o.shape, o.radius)) + 2
+    cx, cy = half + float(centre[0]) % 1.0, half + float(centre[1]) % 1.0
+    return max(1, int(shape_mask(o.shape, cx, cy, o.radius, angle, 2 * half + 1, 2 * half + 1).sum()))
 
 
 class Facts:
@@ -50,11 +66,16 @@ class Facts:
             frames = [int(t) for t in np.flatnonzero(seen[k])]
             boxes = [mask_to_box(r.amodal[k, t]) for t in range(self.T)]
             vis = [float(visible_px[k, t] / amodal_px[k, t]) if amodal_px[k, t] else 0.0 for t in range(self.T)]
+            # a shape whose box does not touch the frame's edge is whole in the frame (1.0, checked exactly)
+            in_frame = [1.0 if b and 0 < b[0] and 0 < b[1] and b[2] < self.size and b[3] < self.size
+                        else min(1.0, float(amodal_px[k, t]) / _whole_shape_pixels(o, scene.centres[k, t],
+                                                                                    float(scene.angles[k, t])))
+                        for t, b in enumerate(boxes)]
             mine = [e for e in self.events if o.id in (e.obj, e.other if e.kind == "collision" else None)]
             first = frames[0] if frames else 0
             self.objects[o.id] = ObjectFacts(
                 o.id, o.shape, o.size, scene.colours[k][first], scene.colours[k][self.T - 1], o.spin, o.static,
-                o.layer, frames, [list(b) if b else None for b in boxes], vis,
+                o.layer, frames, [list(b) if b else None for b in boxes], vis, in_frame,
                 [e for e in mine if e.frame < self.T], [e for e in mine if e.frame >= self.T])
         self.present = [f for f in self.objects.values() if f.visible_frames]
         self._refexp = {f.id: self._unique_expression(f) for f in self.present}

@@ -1,9 +1,9 @@
 """world-sot: RegionWorld single-object tracking (sot.jsonl).
 
-A sequence runs from the record's ``init_frame`` (the first frame the object is well visible) to the end of the
-video; the system gets the object's box on that frame (``init_box``, xywh pixels) and gives one box per frame of
-the sequence (one per video frame is accepted too: the frames before ``init_frame`` are ignored). Frames where
-the object is out of the picture or fully hidden are target-absent (LaSOT protocol). Metrics: ``auc``,
+A sequence runs from the record's ``init_frame`` (the first frame where at least half of the whole object is seen)
+to the end of the video; the system gets the object's box on that frame (``init_box``, xywh pixels) and gives one
+box per frame of the sequence (one per video frame is accepted too: the frames before ``init_frame`` are ignored).
+Frames where the object is out of the picture or fully hidden are target-absent (LaSOT protocol). Metrics: ``auc``,
 ``precision``, ``norm_precision``, ``op50``, ``op75`` (percent).
 """
 
