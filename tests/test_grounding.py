@@ -14,7 +14,8 @@ from regionlm.cli import main
 from regionlm.eval.benchmarks import get_benchmark
 from regionlm.eval.benchmarks.base import BenchmarkOptions
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
-from regionlm.model.grounding import Candidate, TracksCache, candidate_example, ground
+from regionlm.model.grounding import (PRIOR_WEIGHT, SMALL_AREA, Candidate, TracksCache, candidate_example, ground,
+                                      log_prior)
 from regionlm.model.inference import RegionLMSystem
 from regionlm.model.processing import RegionLMProcessor
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
@@ -63,7 +64,14 @@ def test_ground_picks_the_best_likelihood_plus_log_prior():
     assert len(boxes) == 8 and boxes[3] == [5.0, 20.0, 9.0, 24.0] == list(map(float, mask_to_box(b[3])))
     # the pipeline's prior: b is likelier text-wise, but the pipeline barely believes it is an object
     g = ground(scorer, frames, "the red star", [Candidate(a, 0.9), Candidate(b, 0.1)])
-    assert g.index == 0 and g.scores[1] == pytest.approx(-2.0 + np.log(0.1))
+    assert g.index == 0 and g.scores[1] == pytest.approx(-2.0 + PRIOR_WEIGHT * np.log(0.1))
+    # a fragment (1 pixel of 1024 where it is seen, under SMALL_AREA of the frame) is penalised in proportion
+    speck = np.zeros_like(b)
+    speck[:, 20, 2] = True
+    assert log_prior(Candidate(speck, 1.0)) == pytest.approx(np.log(1 / 1024 / SMALL_AREA))
+    assert log_prior(Candidate(b, 1.0)) == 0.0  # 16 of 1024 pixels: no penalty
+    scorer = ScriptedScorer({2: -3.0, 20: -2.0})
+    assert ground(scorer, frames, "the red star", [a, speck]).index == 0
     # an object on none of the sampled frames is shown on frames of its own
     late = square_track(8, 12, 2, frames=[0])  # frames 1, 3, 4, 6 are sampled
     scorer = ScriptedScorer({12: -1.0, 20: -2.0})
