@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -208,12 +209,32 @@ def test_rank_answers_the_option_the_model_finds_most_likely(world, tokenizer, t
         assert sys_.answer(sample) == best and sys_.answer_many([sample, sample]) == [best, best]
         assert extract_choice(best) == best[1]
     assert padded  # options of different token lengths: the batch really was padded
+    # the options share the video, regions and prompt: those go through the model once per question
+    calls = []
+    hook = sys_.model.vision_tower.register_forward_hook(
+        lambda module, args, kwargs, out: calls.append(kwargs["pixel_values"].shape[0]), with_kwargs=True)
+    try:
+        sys_.option_scores(sys_._sample_example(sample), sample.options)
+    finally:
+        hook.remove()
+    assert calls == [sys_.num_frames] and len(sample.options) == 4
     # generate mode decodes greedily instead
     gen = tiny(tokenizer, max_new_tokens=6, choice_mode="generate")
     sample = first_sample(world, "world-q")
     assert gen.answer(sample) == gen.generate([gen._sample_example(sample)])[0]
     with pytest.raises(RegionLMError, match="choice_mode"):
         tiny(tokenizer, choice_mode="best")
+
+
+@pytest.mark.parametrize("encoder", ["mask_pool", "object_tokens", "roi_box", "text_coords", "visual_marks"])
+def test_ranking_with_the_shared_prompt_scores_as_whole_answers_do(world, tokenizer, encoder):
+    """option_scores runs the prompt once and the options from its cache: the same log-likelihoods as scoring
+    each option with its prompt in full, whatever the region encoder puts into the prompt."""
+    sys_ = tiny(tokenizer, encoder)
+    sample = first_sample(world, "world-q")
+    ex = sys_._sample_example(sample)
+    whole = sys_.answer_logprobs([dataclasses.replace(ex, answer=o) for o in sample.options])
+    assert sys_.option_scores(ex, sample.options) == pytest.approx(whole, abs=1e-4)
 
 
 def test_captions_use_beam_search(world, tokenizer):

@@ -268,8 +268,36 @@ class RegionLMSystem:
         return (logp * scored).sum(dim=1).cpu().tolist()
 
     def option_scores(self, example: Example, options: Sequence[str]) -> list[float]:
-        """log p(option | prompt) for each option, as the answer to ``example``'s prompt."""
-        return self.answer_logprobs([dataclasses.replace(example, answer=str(o)) for o in options])
+        """log p(option | prompt) for each option, as the answer to ``example``'s prompt (as answer_logprobs).
+
+        The options share everything before the answer, so the video, the regions and the prompt go through the
+        model once (its key/value cache), and only the options' own tokens are run per option: the vision tower
+        and the long prompt are most of the cost, so ranking 4 options costs about what one answer does."""
+        examples = [dataclasses.replace(example, answer=str(o)) for o in options]
+        batch = self.processor(examples, train=True)  # right padding: every row's prompt starts at 0
+        labels = batch.pop("labels")
+        answer = labels != IGNORE
+        start = int(answer[0].float().argmax())  # the first answer token: the prompt is everything before it
+        ids = batch["input_ids"]
+        if len(examples) < 2 or not bool((answer.float().argmax(dim=1) == start).all()) \
+                or not bool((ids[:, :start] == ids[:1, :start]).all()):
+            return self.answer_logprobs(examples)  # the prompts' tokens differ: score them whole
+        dev = self.device
+        prompt = {k: (v[:1, :start] if k in ("input_ids", "attention_mask") else v[:1]).to(dev)
+                  for k, v in batch.items() if k in GENERATE_KEYS}
+        with torch.no_grad():
+            head = self.model(**prompt, use_cache=True, logits_to_keep=1)  # only the last position's
+            cache = head.past_key_values
+            cache.batch_repeat_interleave(len(examples))
+            mask = torch.cat([torch.ones(len(examples), start, dtype=batch["attention_mask"].dtype),
+                              batch["attention_mask"][:, start:]], dim=1).to(dev)
+            tail = self.model.language_model(input_ids=ids[:, start:].to(dev), attention_mask=mask,
+                                             past_key_values=cache, use_cache=False)
+            # the logits that predict answer tokens start..end: the prompt's last position, then the tail's
+            logits = torch.cat([head.logits[:, -1:].expand(len(examples), -1, -1), tail.logits[:, :-1]], dim=1)
+        target = labels[:, start:].to(dev)
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (logp * (target != IGNORE)).sum(dim=1).cpu().tolist()
 
     def rank_options(self, example: Example, options: Sequence[str]) -> str:
         """The option the model finds most likely (the first of equals)."""
