@@ -85,7 +85,7 @@ def run(args) -> int:
                            f"{track_rec['init_frame']}"):
         tracking = track(lm, video, track_rec)
     with phase("finding", f"finding object {track_rec['object_id']} from its expression"):
-        finding = find_by_words(lm, video, found, objects, gt, track_rec["object_id"])
+        finding = find_by_words(lm, video, found, objects, gt, track_rec)
     with phase("render", "rendering the video"):
         drawn = render(r.frames, gt, found.objects, tracking)
         mp4, gif = out / "demo.mp4", out / "demo.gif"
@@ -269,17 +269,30 @@ def _marks() -> tuple[str, str]:
         return "ok", "x"
 
 
-def find_by_words(lm, video: Path, found, objects: dict, gt: dict, object_id) -> dict:
-    """The model picks, among the objects the pipeline found, the one the true referring expression of object
-    ``object_id`` names; right when the pick is the found object matched to that true object."""
+def find_by_words(lm, video: Path, found, objects: dict, gt: dict, rec: dict) -> dict:
+    """The model picks, among the objects the pipeline found, the one the true referring expression of the
+    tracked object (``rec``, its world-sot record) names; right when the pick is the found object matched to that
+    true object. ``mean_iou``: the picked track's boxes against the true ones, on the frames ``track`` scores (the
+    words replace the first box: referring tracking)."""
+    from .eval.metrics.boxes import box_iou_xyxy
     from .model.grounding import ground_objects
+    from .regions import mask_to_box
 
+    object_id = rec["object_id"]
     expression = next(o["expression"] for o in gt["objects"] if str(o["id"]) == str(object_id))
     index, _ = ground_objects(lm.system, video, expression, found)
     picked = None if index is None else found.objects[index].id
     truth = next((row["found_as"] for row in objects["truth"] if str(row["id"]) == str(object_id)), None)
+    ious = []
+    masks = {} if index is None else found.objects[index].masks
+    for t, box in enumerate(rec["boxes"]):
+        if t > rec["init_frame"] and box is not None and not rec["absent"][t]:
+            mask = masks.get(t)
+            ious.append(box_iou_xyxy(list(map(float, mask_to_box(mask))), box)
+                        if mask is not None and np.any(mask) else 0.0)
     return {"object_id": object_id, "expression": expression, "picked": picked, "found_as": truth,
-            "candidates": len(found.objects), "correct": picked is not None and picked == truth}
+            "candidates": len(found.objects), "correct": picked is not None and picked == truth,
+            "mean_iou": round(float(np.mean(ious)), 4) if ious else None}
 
 
 def print_summary(result: dict, gt: dict) -> None:
@@ -301,7 +314,9 @@ def print_summary(result: dict, gt: dict) -> None:
     print(f"\ntracking object {tr['object_id']} from its box on frame {tr['init_frame']}: mean IoU {miou} over "
           f"{tr['frames_scored']} frames")
     fd = result["finding"]
+    fiou = "-" if fd["mean_iou"] is None else f"{fd['mean_iou']:.3f}"
     print(f"finding {fd['expression']!r} among {fd['candidates']} objects found: picked {fd['picked']}, "
-          f"object {fd['object_id']} was found as {fd['found_as']} {mark(fd['correct'])}")
+          f"object {fd['object_id']} was found as {fd['found_as']} {mark(fd['correct'])}; the picked track's "
+          f"mean IoU {fiou} over the same frames")
     print("\ntimings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result["timings"].items()))
     print(f"report: {result['report']} (video: {', '.join(result['rendered'])})")

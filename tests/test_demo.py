@@ -90,6 +90,11 @@ def test_demo_json_has_every_part_next_to_the_ground_truth(demo_run, world):
     row = next(r for r in objects["truth"] if str(r["id"]) == str(tr["object_id"]))
     assert fd["found_as"] == row["found_as"] and fd["correct"] == (fd["picked"] is not None
                                                                    and fd["picked"] == row["found_as"])
+    # the picked track scored on the frames the tracking is scored on: a number where those exist
+    assert (fd["mean_iou"] is None) == (tr["frames_scored"] == 0)
+    assert fd["mean_iou"] is None or 0.0 <= fd["mean_iou"] <= 1.0
+    if fd["picked"] is None and fd["mean_iou"] is not None:
+        assert fd["mean_iou"] == 0.0
     assert {"load_model", "video", "objects", "questions", "description", "tracking", "finding", "render",
             "total"} <= set(result["timings"])
 
@@ -105,7 +110,7 @@ def test_demo_writes_the_report_with_the_video_inlined(demo_run):
     for q in result["questions"]:
         assert html.escape(q["gt_answer"]) in page and html.escape(q["question"]) in page
     assert html.escape(result["description"]["gt"]) in page and "mean IoU" in page and "Timings" in page
-    assert html.escape(result["finding"]["expression"]) in page
+    assert html.escape(result["finding"]["expression"]) in page and "picked track" in page
 
 
 def test_demo_prints_progress_for_each_phase(demo_run):

@@ -171,7 +171,9 @@ def _finding(fd) -> str:
         return ""
     return (f"<h2>Finding object {fd['object_id']} by its expression {_mark(fd['correct'])}</h2><p>"
             f"&ldquo;{html.escape(fd['expression'])}&rdquo;: among the {fd['candidates']} objects the pipeline found, "
-            f"the model picked {fd['picked']}; the object was found as {fd['found_as']}.</p>")
+            f"the model picked {fd['picked']}; the object was found as {fd['found_as']}. The picked track's boxes "
+            f"score mean IoU {'-' if fd.get('mean_iou') is None else format(fd['mean_iou'], '.3f')} on the "
+            f"frames the tracking above is scored on (the words instead of the first box).</p>")
 
 
 def demo_html(path, gif_path, result: dict, width: int = 768) -> Path:
