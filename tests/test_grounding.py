@@ -204,7 +204,14 @@ def test_eval_rsot_mode_option(world, model_dir, tmp_path):
     code = main(["eval", "--benchmark", "world-rsot", "--data", str(world), "--model", str(model_dir), "--out",
                  str(tmp_path / "g"), "--limit", "1", "--rsot-mode", "ground", "--json"])
     assert code == 0
-    assert json.loads((tmp_path / "g" / "run.json").read_text())["system"]["rsot_mode"] == "ground"
+    run = json.loads((tmp_path / "g" / "run.json").read_text())["system"]
+    assert run["rsot_mode"] == "ground"
+    # the prior's terms are part of the run: a cache of picks made with other terms is not reused
+    assert run["grounding_prior"] == {"weight": PRIOR_WEIGHT, "small_area": SMALL_AREA}
+    run["grounding_prior"]["weight"] = 1.0
+    (tmp_path / "g" / "run.json").write_text(json.dumps({"benchmark": "world-rsot", "system": run}))
+    assert main(["eval", "--benchmark", "world-rsot", "--data", str(world), "--model", str(model_dir), "--out",
+                 str(tmp_path / "g"), "--limit", "1", "--rsot-mode", "ground", "--json"]) == 2
     assert main(["eval", "--benchmark", "world-rsot", "--data", str(world), "--model", str(model_dir), "--out",
                  str(tmp_path / "b"), "--rsot-mode", "boxes"]) == 2
 

@@ -235,6 +235,10 @@ class RegionLMSystem:
                        "num_frames": self.num_frames, "max_new_tokens": self.max_new_tokens,
                        "clip_overlap": self.clip_overlap, "region_mode": region_mode, "choice_mode": choice_mode,
                        "rsot_mode": rsot_mode, "caption_beams": caption_beams}
+        if rsot_mode == "ground":  # the prior's terms: a cache of picks made with other terms is another run
+            from .grounding import PRIOR_WEIGHT, SMALL_AREA
+
+            self.config["grounding_prior"] = {"weight": PRIOR_WEIGHT, "small_area": SMALL_AREA}
 
     # ------------------------------------------------------------------ generation
 
