@@ -10,23 +10,28 @@ temporal merge, object_tokens, roi_box, text_coords, visual_marks (all on the po
 for 8 frames), then the connectors with token_mark: t_selector at the pool's budget (16 tokens per frame), and stc
 against t_selector at half of it (64 tokens: stc merges frame pairs; t_selector keeps 8 tokens per frame).
 
-A variant whose model is already trained (OUT/runs/NAME/final) is not trained again; evaluations resume from their
-caches. Prints the table, writes OUT/compare_encoders.json and OUT/compare_encoders.md, and with --doc FILE puts the
-table into FILE between the markers <!-- compare_encoders:start --> and <!-- compare_encoders:end -->.
+A variant whose model is already trained (OUT/runs/NAME/final) is not trained again; a training run that was cut
+off resumes from its last checkpoint (every 300 steps); evaluations resume from their caches. So the script can be
+run again and again under a time limit per command until every variant is done. --jobs N trains and evaluates N
+variants at once. Prints the table, writes OUT/compare_encoders.json and OUT/compare_encoders.md, and with --doc
+FILE puts the table into FILE between the markers <!-- compare_encoders:start --> and <!-- compare_encoders:end -->.
 
     python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
         [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
-        [--threads N] [--doc docs/RESULTS.md]
+        [--threads N] [--jobs N] [--doc docs/RESULTS.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -67,12 +72,14 @@ def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, th
     total = sum(s["steps"] for s in cfg["stages"])
     # the same one-stage schedule, shortened: warmup keeps its share of the steps
     cfg["stages"] = [dict(stage, steps=budget, warmup=max(1, round(stage.get("warmup", 0) * budget / total)))]
-    cfg["checkpoint_every"] = max(budget, 1)
+    # checkpoints along the way: a run cut off (a time limit per command on a lent GPU) resumes from the last
+    cfg["checkpoint_every"] = max(1, min(budget, 300))
     return cfg
 
 
-def run(cmd: list, what: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "regionlm.cli", *cmd], capture_output=True, text=True)
+def run(cmd: list, what: str, threads=None) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    proc = subprocess.run([sys.executable, "-m", "regionlm.cli", *cmd], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"{what} failed: {tail}")
@@ -81,8 +88,7 @@ def run(cmd: list, what: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budget", type=int, default=3600, help="training steps per variant (default: the default "
-                                                             "model's 3600)")
+    ap.add_argument("--budget", type=int, default=3600, help="training steps per variant (default 3600)")
     ap.add_argument("--only", help="comma-separated variant names (default: all)")
     ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
     ap.add_argument("--videos", type=int, default=200, help="videos in the held-out test split")
@@ -91,7 +97,9 @@ def main() -> int:
     ap.add_argument("--limit-vqa", type=int, default=200, help="world-vqa questions per variant (0: all)")
     ap.add_argument("--data-dir", default=str(REPO / "runs" / "data"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "compare_encoders"))
-    ap.add_argument("--threads", type=int, help="CPU threads per training run (default: the config's)")
+    ap.add_argument("--threads", type=int, help="CPU threads per training / eval run (default: the config's; "
+                                                "with --jobs N, the cores / N)")
+    ap.add_argument("--jobs", type=int, default=1, help="variants trained and evaluated at once (default 1)")
     ap.add_argument("--doc", help="a Markdown file to put the table in (between the markers)")
     args = ap.parse_args()
 
@@ -118,38 +126,56 @@ def main() -> int:
     old = out / "compare_encoders.json"
     if old.is_file():
         results = json.loads(old.read_text()).get("variants", {})
-    for name in names:
-        overrides, what = VARIANTS[name]
-        run_dir = out / "runs" / name
-        final = run_dir / "final"
-        row = {"variant": name, "what": what, "overrides": overrides, "budget": args.budget}
-        if not (final / "config.json").is_file():
-            cfg_file = out / f"{name}.yaml"
-            atomic_write_text(cfg_file, yaml.safe_dump(variant_config(base, overrides, args.budget, tokenizer,
-                                                                         args.threads)))
-            print(f"[{name}] training {args.budget} steps -> {run_dir}", file=sys.stderr, flush=True)
-            start = time.perf_counter()
-            summary = json.loads(run(["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"],
-                                     f"{name}: training").strip().splitlines()[-1])
-            row.update(train_seconds=round(time.perf_counter() - start, 1), last_loss=summary.get("last_loss"),
-                       samples_per_s=summary.get("samples_per_s"))
-        else:
-            row.update({k: results.get(name, {}).get(k) for k in ("train_seconds", "last_loss", "samples_per_s")})
-        for bench, limit_key, keys in EVALS:
-            limit = getattr(args, limit_key)
-            cmd = ["eval", "--benchmark", bench, "--data", str(data), "--model", str(final),
-                   "--out", str(out / "evals" / name / bench), "--json"] + (["--limit", str(limit)] if limit else [])
-            print(f"[{name}] {bench}", file=sys.stderr, flush=True)
-            res = json.loads(run(cmd, f"{name}: {bench}").strip().splitlines()[-1])
-            row[bench] = {k: res["metrics"].get(k) for k in keys} | {"num_samples": res["num_samples"]}
-        results[name] = row
-        write(out, results, args)  # after every variant: an interrupted run keeps what it measured
+    lock = threading.Lock()
+    # with --jobs N, N variants train and evaluate at once, the cores shared between them (a small model leaves a
+    # GPU mostly idle: several runs side by side use it better than one after another)
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
+
+    def one(name: str) -> None:
+        row = variant_row(name, args, base, tokenizer, data, out, results.get(name, {}), threads)
+        with lock:
+            results[name] = row
+            write(out, results, args)  # after every variant: an interrupted run keeps what it measured
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for future in [pool.submit(one, name) for name in names]:
+            future.result()
     table = markdown(results, names)
     print(table)
     if args.doc:
         put_in_doc(Path(args.doc), table)
         print(f"table written into {args.doc}")
     return 0
+
+
+def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: Path, before: dict, threads):
+    """Train one variant (or resume its cut-off run, or keep its finished one), then evaluate it."""
+    overrides, what = VARIANTS[name]
+    run_dir = out / "runs" / name
+    final = run_dir / "final"
+    row = {"variant": name, "what": what, "overrides": overrides, "budget": args.budget}
+    if not (final / "config.json").is_file():
+        cfg_file = out / f"{name}.yaml"
+        atomic_write_text(cfg_file, yaml.safe_dump(variant_config(base, overrides, args.budget, tokenizer,
+                                                                     threads)))
+        resume = any((run_dir / "checkpoints").glob("step-*"))
+        print(f"[{name}] training {args.budget} steps -> {run_dir}{' (resuming)' if resume else ''}",
+              file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        cmd = ["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"] + (["--resume"] if resume else [])
+        summary = json.loads(run(cmd, f"{name}: training", threads).strip().splitlines()[-1])
+        row.update(train_seconds=round(time.perf_counter() - start, 1), last_loss=summary.get("last_loss"),
+                   samples_per_s=summary.get("samples_per_s"), resumed=resume)
+    else:
+        row.update({k: before.get(k) for k in ("train_seconds", "last_loss", "samples_per_s", "resumed")})
+    for bench, limit_key, keys in EVALS:
+        limit = getattr(args, limit_key)
+        cmd = ["eval", "--benchmark", bench, "--data", str(data), "--model", str(final),
+               "--out", str(out / "evals" / name / bench), "--json"] + (["--limit", str(limit)] if limit else [])
+        print(f"[{name}] {bench}", file=sys.stderr, flush=True)
+        res = json.loads(run(cmd, f"{name}: {bench}", threads).strip().splitlines()[-1])
+        row[bench] = {k: res["metrics"].get(k) for k in keys} | {"num_samples": res["num_samples"]}
+    return row
 
 
 def markdown(results: dict, names: list) -> str:
