@@ -34,6 +34,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from ..errors import RegionLMError
 from ..regions import box_to_ints, box_to_mask, box_to_text, mask_to_box, rle_to_mask
+from ..world.facts import CLEAR_VIEW, WELL_VISIBLE
 from .example import TASKS, Example, Region
 from .prompts import build_prompt, sot_answer
 
@@ -214,7 +215,7 @@ def _well_visible_starts(record: dict, length: int, num_video_frames: int) -> li
     vis = record.get("visibility") or [0.0 if a else 1.0 for a in record["absent"]]
     in_frame = record.get("in_frame") or [None] * len(vis)
     return [t for t in range(num_video_frames - length + 1)
-            if _seen(vis[t], in_frame[t]) >= 0.5 and not record["absent"][t]]
+            if _seen(vis[t], in_frame[t]) >= WELL_VISIBLE and not record["absent"][t]]
 
 
 def track_answer(record: dict, idx: list[int], width: int, height: int) -> tuple[str, dict]:
@@ -352,7 +353,7 @@ def build_rec(video: WorldVideo, rec: dict, opts: ExampleOptions, rng) -> Option
     object is well visible (>= 0.6, as the reg records choose theirs)."""
     obj = next(o for o in video.objects() if o["id"] == rec["object_id"])
     good = [t for t, fr in enumerate(obj["frames"][: video.num_frames])
-            if fr["box"] is not None and _seen(fr["visibility"], fr.get("in_frame")) >= 0.6
+            if fr["box"] is not None and _seen(fr["visibility"], fr.get("in_frame")) >= CLEAR_VIEW
             and fr.get("segmentation") is not None]
     frame = good[int(rng.integers(len(good)))] if good and opts.window == "random" else int(rec["frame"])
     h, w = video.size

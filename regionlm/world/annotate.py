@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..eval.metrics.multiple_choice import build_mc_prompt
 from ..regions import mask_to_rle
 from . import language as L
-from .facts import WELL_VISIBLE, Facts, ObjectFacts
+from .facts import CLEAR_VIEW, WELL_VISIBLE, Facts, ObjectFacts
 from .questions import TEMPLATES, Candidate
 from .spec import COLOURS, QUESTION_TYPES, SHAPES, WorldConfig
 
@@ -178,7 +178,7 @@ class Annotator:
             if expr is None:
                 continue
             rsot.append({"id": f"{self.vid}-r{f.id}", "expression": expr, **track})
-            good = [t for t in f.visible_frames if f.seen(t) >= 0.6] or starts
+            good = [t for t in f.visible_frames if f.seen(t) >= CLEAR_VIEW] or starts
             t = good[self.rng.integers(len(good))]
             reg.append({"id": f"{self.vid}-g{f.id}", "video": self.video, "object_id": f.id, "height": F.size,
                         "width": F.size, "frame": t, "box": f.boxes[t], "expression": expr,

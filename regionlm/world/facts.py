@@ -12,7 +12,10 @@ from .render import Rendering, pixel_events
 from .shapes import extent, shape_mask
 from .simulate import Event, Scene
 
-WELL_VISIBLE = 0.5  # a frame where at least half of the whole shape is seen: where tracks may start
+# shares of the whole shape seen (ObjectFacts.seen): where a track may start, and the frames a REG/REC example
+# shows its object on
+WELL_VISIBLE = 0.5
+CLEAR_VIEW = 0.6
 
 
 @dataclass
