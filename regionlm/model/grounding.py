@@ -7,8 +7,8 @@ finds the user's expression as that region's answer (comprehension by generation
 region whose generated expression best explains the words), plus the log of the pipeline's confidence that the
 track is an object at all (its score: mean detection score x the fraction of frames it is seen; weighted twice),
 less a penalty for tracks under 0.5% of the frame: a prior that keeps background blobs and fragments from
-winning. VideoOrion's split of labour: a detect-segment-track pipeline gives
-the objects, the language model reasons over them.
+winning. VideoOrion's split of labour: a detect-segment-track pipeline gives the objects, the language model
+reasons over them.
 
 ``RegionLMSystem(rsot_mode="ground")`` answers world-rsot and ``track(video, expression=...)`` this way; the
 default ``rsot_mode="generate"`` keeps Elysium's protocol (the model writes a box per frame from the words).
