@@ -74,6 +74,55 @@ def test_clip_starts_cover_every_frame_with_the_overlap(n, length, overlap):
         clip_starts(10, 4, 4)
 
 
+def test_frame_source_decodes_a_video_file_once_and_sees_it_change(world, tmp_path, monkeypatch):
+    """Video files' frames are cached across FrameSources (several questions per video); the cache hands out
+    copies, and a file that changes (size or modification time) is read again."""
+    import os
+    import shutil
+
+    from regionlm.model import inference
+    from regionlm.video import VideoReader, write_video
+
+    videos = sorted((world / "videos").glob("*.mp4"))
+    path = tmp_path / "v.mp4"
+    shutil.copy(videos[0], path)
+    monkeypatch.setattr(inference, "_FRAMES", inference._FrameCache())
+    opened = []
+
+    class Counting(VideoReader):
+        def __init__(self, *a, **k):
+            opened.append(a[0])
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(inference, "VideoReader", Counting)
+    with VideoReader(path) as r:
+        truth = r.get_frames(list(range(r.num_frames)))
+    with FrameSource(path) as src:
+        first = src.get([0, 3, 3, 5])
+    assert np.array_equal(first, truth[[0, 3, 3, 5]]) and len(opened) == 1
+    first[:] = 0  # the caller's copy: the cache keeps the frames
+    with FrameSource(path, indices=[5, 3]) as src:
+        assert src.num_frames == 2 and (src.height, src.width) == truth.shape[1:3]
+        assert np.array_equal(src.get([1, 0]), truth[[3, 5]])
+    assert len(opened) == 1  # no file opened: metadata and frames came from the cache
+    with FrameSource(path) as src:
+        assert np.array_equal(src.tail(1).get([0]), truth[[1]])  # a frame not cached yet: the file is opened
+    assert len(opened) == 2
+    # the file changes: the frames in reverse written over it, with another modification time
+    write_video(path, truth[::-1], fps=8)
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    with VideoReader(path) as r:
+        other = r.get_frames([0])
+    with FrameSource(path) as src:
+        assert np.array_equal(src.get([0]), other) and not np.array_equal(other, truth[[0]])
+    # a small budget keeps the most recent frames only
+    cache = inference._FrameCache(max_bytes=2 * truth[0].nbytes)
+    monkeypatch.setattr(inference, "_FRAMES", cache)
+    with FrameSource(path) as src:
+        src.get([0, 1, 2])
+    assert len(cache.frames) == 2 and cache.nbytes == 2 * truth[0].nbytes
+
+
 def test_nearest_positions():
     sampled = [0, 5, 10, 15]
     assert nearest_positions([0, 5], sampled) == {0: 0, 5: 1}

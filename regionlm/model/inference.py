@@ -18,6 +18,9 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
+import stat
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -57,12 +60,57 @@ GENERATE_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_masks", 
 # ---------------------------------------------------------------------------------------------------- frames
 
 
+class _FrameCache:
+    """Decoded frames of video files, shared by every FrameSource of the process: an evaluation asks several
+    questions about one video, and decoding its frames (and opening the file) again for each was a fifth of
+    world-q's time. Least recently used first out, bounded by bytes; keyed by the file's real path, size and
+    modification time, so a file that changes is read again."""
+
+    def __init__(self, max_bytes: int = 256 << 20, max_videos: int = 4096):
+        self.max_bytes, self.max_videos, self.nbytes = max_bytes, max_videos, 0
+        self.frames: OrderedDict = OrderedDict()  # (file key, frame index) -> (H, W, 3) uint8
+        self.info: OrderedDict = OrderedDict()  # file key -> (num_frames, height, width)
+
+    @staticmethod
+    def key(path) -> Optional[tuple]:
+        """None for what is not a regular file (a frame folder is read as before, uncached)."""
+        try:
+            st = os.stat(path)
+        except (OSError, TypeError, ValueError):
+            return None
+        return (os.path.realpath(path), st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+    def get(self, key: tuple, index: int) -> Optional[np.ndarray]:
+        frame = self.frames.get((key, index))
+        if frame is not None:
+            self.frames.move_to_end((key, index))
+        return frame
+
+    def put(self, key: tuple, index: int, frame: np.ndarray) -> None:
+        if frame.nbytes > self.max_bytes or (key, index) in self.frames:
+            return
+        self.frames[(key, index)] = frame
+        self.nbytes += frame.nbytes
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self.frames.popitem(last=False)[1].nbytes
+
+    def put_info(self, key: tuple, info: tuple) -> None:
+        self.info[key] = info
+        while len(self.info) > self.max_videos:
+            self.info.popitem(last=False)
+
+
+_FRAMES = _FrameCache()
+
+
 class FrameSource:
     """The frames of a sequence: a video file or frame folder (optionally only ``indices`` of it, in order), a
-    list of image paths, or an array (T, H, W, 3). ``get(positions)`` reads positions 0..num_frames-1."""
+    list of image paths, or an array (T, H, W, 3). ``get(positions)`` reads positions 0..num_frames-1. A video
+    file's frames are decoded once per process while they stay in the shared cache (_FrameCache)."""
 
     def __init__(self, source, indices: Optional[Sequence[int]] = None):
-        self._reader, self._array, self._paths = None, None, None
+        self._array, self._paths, self._key = None, None, None
+        self._shared = {"reader": None, "source": source}  # the reader, opened when first needed; shared by tail()
         if isinstance(source, np.ndarray) or (isinstance(source, (list, tuple)) and source
                                                and isinstance(source[0], np.ndarray)):
             arr = np.asarray(source)
@@ -79,8 +127,14 @@ class FrameSource:
             first = _read_image(self._paths[0])
             total, (self.height, self.width) = len(self._paths), first.shape[:2]
         else:
-            self._reader = VideoReader(source)
-            total, self.height, self.width = self._reader.num_frames, self._reader.height, self._reader.width
+            self._key = _FRAMES.key(source)
+            info = _FRAMES.info.get(self._key) if self._key else None
+            if info is None:
+                reader = self._reader()
+                info = (reader.num_frames, reader.height, reader.width)
+                if self._key:
+                    _FRAMES.put_info(self._key, info)
+            total, self.height, self.width = info
         self.indices = list(range(total)) if indices is None else [int(i) for i in indices]
         for i in self.indices:
             if not 0 <= i < total:
@@ -89,6 +143,11 @@ class FrameSource:
         self.num_frames = len(self.indices)
         if self.num_frames == 0:
             raise RegionLMError("the sequence has no frames")
+
+    def _reader(self) -> VideoReader:
+        if self._shared["reader"] is None:
+            self._shared["reader"] = VideoReader(self._shared["source"])
+        return self._shared["reader"]
 
     def get(self, positions: Sequence[int]) -> np.ndarray:
         wanted = [self.indices[p] for p in positions]
@@ -101,7 +160,15 @@ class FrameSource:
                     raise RegionLMError(f"image {self._paths[i]} is {im.shape[1]}x{im.shape[0]}, the first frame "
                                         f"is {self.width}x{self.height}: frames must all have one size")
             return np.stack(out)
-        return self._reader.get_frames(wanted)
+        if self._key is None:
+            return self._reader().get_frames(wanted)
+        got = {i: f for i in set(wanted) if (f := _FRAMES.get(self._key, i)) is not None}
+        missing = sorted(set(wanted) - set(got))
+        if missing:
+            for i, frame in zip(missing, self._reader().get_frames(missing)):
+                got[i] = frame.copy()  # its own memory: a view would keep the whole decoded batch alive
+                _FRAMES.put(self._key, i, got[i])
+        return np.stack([got[i] for i in wanted])  # a new array: the cached frames are never handed out
 
     def tail(self, start: int) -> "FrameSource":
         """The same frames from position ``start`` on (shares the reader; close the original)."""
@@ -111,8 +178,9 @@ class FrameSource:
         return view
 
     def close(self):
-        if self._reader is not None:
-            self._reader.close()
+        if self._shared["reader"] is not None:
+            self._shared["reader"].close()
+            self._shared["reader"] = None
 
     def __enter__(self):
         return self
