@@ -96,6 +96,19 @@ def test_describe_json(capsys, video, model_dir):
     assert out["region"] == "box:5,5,60,60@2" and isinstance(out["description"], str)
 
 
+def test_ask_and_describe_a_real_video_with_the_shipped_model(capsys):
+    """A real 960x540 mp4 and the shipped model's 8 frames of 64x64: the region masks are resized at a
+    non-integer scale, 8 frames at once (once an OpenCV assertion: it takes at most 4 there)."""
+    from shared_data import real
+
+    path = str(real("bedroom.mp4"))
+    q = "What is <region> doing? (A) moving right (B) standing still"
+    out = run_json(capsys, ["ask", path, q, "--region", "box:100,100,300,300@0"])
+    assert out["answer"] in ("(A) moving right", "(B) standing still")
+    out = run_json(capsys, ["describe", path, "--region", "box:100,100,300,300@150"])
+    assert isinstance(out["description"], str) and out["description"]
+
+
 def test_options_are_asked_in_the_training_form_and_read_back():
     q = "What is <region> doing? (A) moving right (B) standing still."
     assert split_options(q) == ("What is <region> doing?", ["(A) moving right", "(B) standing still"])

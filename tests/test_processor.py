@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -307,6 +308,11 @@ def test_masks_are_resized_by_area_and_frames_normalised(tok):
     long = np.zeros((300, 64, 64), bool)  # more frames than cv2 takes as channels at once
     long[299, :32] = True
     assert resize_masks(long, S)[299, :16].min() == 1.0 and resize_masks(long, S)[:299].max() == 0
+    # area resize at a non-integer scale (as from a 960x540 video), 8 frames: OpenCV takes at most 4 channels there
+    rng = np.random.default_rng(0)
+    big = rng.random((8, 100, 150)) < 0.3
+    want = np.stack([cv2.resize(f.astype(np.float32), (S, S), interpolation=cv2.INTER_AREA) for f in big])
+    assert np.allclose(resize_masks(big, S), np.clip(want, 0, 1), atol=1e-6)
     proc = RegionLMProcessor(tok, tiny_config(tok))
     white = np.full((2, 48, 80, 3), 255, np.uint8)
     white[:, :, :, 2] = 0

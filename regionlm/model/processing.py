@@ -295,8 +295,9 @@ def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return m
     interp = cv2.INTER_AREA if h >= size and w >= size else cv2.INTER_LINEAR
-    # cv2 resizes each channel on its own; frames go in as channels, at most 128 at a time (OpenCV 5's limit).
-    step = 128
+    # cv2 resizes each channel on its own; frames go in as channels, 4 at a time: OpenCV's area resize at a
+    # non-integer scale takes at most 4 channels (more fail an assertion: a 640x480 video's masks did).
+    step = 4
     out = [cv2.resize(np.ascontiguousarray(m[i:i + step].transpose(1, 2, 0)), (size, size), interpolation=interp)
            for i in range(0, t, step)]
     out = [o[..., None] if o.ndim == 2 else o for o in out]
