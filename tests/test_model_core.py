@@ -113,6 +113,27 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path):
                            loaded(input_ids=ids, pixel_values=pixels).logits)
 
 
+def test_inference_encodes_each_distinct_frame_once():
+    """In eval mode a frame shown twice (in one sample or across the batch) goes through the tower once, with the
+    same features as encoding every frame; training encodes every frame."""
+    torch.manual_seed(0)
+    model = RegionLMForConditionalGeneration(tiny_config()).eval()
+    a, b, c = torch.randn(3, 3, 32, 32)
+    pixels = torch.stack([torch.stack([a, b, a]), torch.stack([a, b, c])])  # (2, 3, 3, 32, 32): a thrice, b twice
+    seen = []
+    hook = model.vision_tower.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(len(kwargs["pixel_values"])), with_kwargs=True)
+    with torch.no_grad():
+        once = model.vision_features(pixels)
+        each = torch.stack([torch.stack([model.vision_features(f[None, None])[0, 0] for f in row]) for row in pixels])
+        model.train()
+        trained = model.vision_features(pixels)
+    hook.remove()
+    assert seen[0] == 3 and seen[-1] == 6  # 3 distinct frames in eval; all 6 in training
+    assert torch.allclose(once, each, atol=1e-5) and torch.allclose(trained, each, atol=1e-5)
+    assert torch.equal(once[0, 0], once[1, 0]) and torch.equal(once[0, 0], once[0, 2])
+
+
 def test_generate_returns_new_tokens_only():
     cfg = tiny_config()
     model = RegionLMForConditionalGeneration(cfg).eval()

@@ -111,9 +111,18 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         """(B, T, 3, S, S) -> (B, T, h, w, C) features of ``vision_feature_layer``."""
         b, t = pixel_values.shape[:2]
         layer = self.config.vision_feature_layer
-        out = self.vision_tower(pixel_values=pixel_values.flatten(0, 1), output_hidden_states=layer != -1)
+        frames, inverse = pixel_values.flatten(0, 1), None
+        if not self.training and len(frames) > 1:
+            # Inference often shows the same frames more than once (grounding's candidates on one clip, beams, a
+            # REC frame repeated): the tower sees each distinct frame once (frames are encoded independently).
+            unique, inverse = torch.unique(frames.flatten(1), dim=0, return_inverse=True)
+            frames, inverse = (unique.view(-1, *frames.shape[1:]), inverse) if len(unique) < len(frames) \
+                else (frames, None)
+        out = self.vision_tower(pixel_values=frames, output_hidden_states=layer != -1)
         # The last layer as the tower returns it (after SigLIP's post-layernorm, so those weights train too).
         hidden = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+        if inverse is not None:
+            hidden = hidden[inverse]
         g = self.config.grid_size
         if hidden.shape[1] == g * g + 1:  # CLIP-style class token first
             hidden = hidden[:, 1:]
