@@ -221,23 +221,32 @@ def pick_track(sot: list[dict]) -> dict:
 def track(lm, video: Path, rec: dict) -> dict:
     """Track one object with the model from its true box on its first well-visible frame (world-sot's start);
     per-frame IoU with the true box after that frame, where the object is in view (no model box: IoU 0)."""
-    from .eval.metrics.boxes import box_iou_xyxy
     from .regions import RegionPrompt, box_xywh_to_xyxy
 
     init = int(rec["init_frame"])
     start = RegionPrompt("box", init, box=tuple(float(v) for v in rec["boxes"][init]))
     boxes = [None if b is None else [round(float(v), 2) for v in box_xywh_to_xyxy(b)]
              for b in lm.track(str(video), region=start)]
-    ious = []
-    for t, (pred, truth) in enumerate(zip(boxes, rec["boxes"])):
-        if t <= init or truth is None or rec["absent"][t]:
-            ious.append(None)
-        else:
-            ious.append(0.0 if pred is None else round(box_iou_xyxy(pred, truth), 4))
+    ious = track_ious(boxes, rec)
     scored = [v for v in ious if v is not None]
     return {"object_id": rec["object_id"], "init_frame": init, "init_box": list(rec["boxes"][init]),
-            "mean_iou": round(sum(scored) / len(scored), 4) if scored else None, "frames_scored": len(scored),
+            "mean_iou": mean_iou(ious), "frames_scored": len(scored),
             "iou": ious, "boxes": boxes, "gt_boxes": rec["boxes"], "absent": rec["absent"]}
+
+
+def track_ious(boxes: list, rec: dict) -> list:
+    """Per frame, the IoU of ``boxes`` (xyxy or None) with the record's true box after its init frame where the
+    object is in view (no box: 0), else None (not scored)."""
+    from .eval.metrics.boxes import box_iou_xyxy
+
+    return [None if t <= rec["init_frame"] or truth is None or rec["absent"][t]
+            else 0.0 if pred is None else round(box_iou_xyxy(pred, truth), 4)
+            for t, (pred, truth) in enumerate(zip(boxes, rec["boxes"]))]
+
+
+def mean_iou(ious: list):
+    scored = [v for v in ious if v is not None]
+    return round(sum(scored) / len(scored), 4) if scored else None
 
 
 # ---------------------------------------------------------------------------------------------------- output
@@ -274,7 +283,6 @@ def find_by_words(lm, video: Path, found, objects: dict, gt: dict, rec: dict) ->
     tracked object (``rec``, its world-sot record) names; right when the pick is the found object matched to that
     true object. ``mean_iou``: the picked track's boxes against the true ones, on the frames ``track`` scores (the
     words replace the first box: referring tracking)."""
-    from .eval.metrics.boxes import box_iou_xyxy
     from .model.grounding import ground_objects
     from .regions import mask_to_box
 
@@ -283,16 +291,13 @@ def find_by_words(lm, video: Path, found, objects: dict, gt: dict, rec: dict) ->
     index, _ = ground_objects(lm.system, video, expression, found)
     picked = None if index is None else found.objects[index].id
     truth = next((row["found_as"] for row in objects["truth"] if str(row["id"]) == str(object_id)), None)
-    ious = []
     masks = {} if index is None else found.objects[index].masks
-    for t, box in enumerate(rec["boxes"]):
-        if t > rec["init_frame"] and box is not None and not rec["absent"][t]:
-            mask = masks.get(t)
-            ious.append(box_iou_xyxy(list(map(float, mask_to_box(mask))), box)
-                        if mask is not None and np.any(mask) else 0.0)
+    seen = set(masks)  # its frames, listed once (an RLE mask store would scan them per `in`)
+    boxes = [list(map(float, mask_to_box(masks[t]))) if t in seen and np.any(masks[t]) else None
+             for t in range(len(rec["boxes"]))]
     return {"object_id": object_id, "expression": expression, "picked": picked, "found_as": truth,
             "candidates": len(found.objects), "correct": picked is not None and picked == truth,
-            "mean_iou": round(float(np.mean(ious)), 4) if ious else None}
+            "mean_iou": mean_iou(track_ious(boxes, rec))}
 
 
 def print_summary(result: dict, gt: dict) -> None:

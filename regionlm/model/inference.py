@@ -94,6 +94,12 @@ class _FrameCache:
         while self.nbytes > self.max_bytes:
             self.nbytes -= self.frames.popitem(last=False)[1].nbytes
 
+    def get_info(self, key: tuple) -> Optional[tuple]:
+        info = self.info.get(key)
+        if info is not None:
+            self.info.move_to_end(key)
+        return info
+
     def put_info(self, key: tuple, info: tuple) -> None:
         self.info[key] = info
         while len(self.info) > self.max_videos:
@@ -128,7 +134,7 @@ class FrameSource:
             total, (self.height, self.width) = len(self._paths), first.shape[:2]
         else:
             self._key = _FRAMES.key(source)
-            info = _FRAMES.info.get(self._key) if self._key else None
+            info = _FRAMES.get_info(self._key) if self._key else None
             if info is None:
                 reader = self._reader()
                 info = (reader.num_frames, reader.height, reader.width)
