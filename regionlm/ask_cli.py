@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
                        description="Describe one region of a video (what it is, colour, shape, size, motion).")
     d.add_argument("video", help="video file or frame folder")
     _common(d, "the region: box:x1,y1,x2,y2@F, mask:PNG@F, rle:JSON@F or point:x,y@F")
+    d.add_argument("--region-propagation", metavar="MODE", default="classical",
+                   help="classical (the region is followed from its frame to the frames the model sees by the "
+                        "classical tracker, default) or off (the model sees it on its own frame only)")
     d.set_defaults(func=run_describe)
 
 
@@ -89,10 +92,10 @@ def parse_option(question: str, answer: str) -> Optional[str]:
 # ------------------------------------------------------------------ commands
 
 
-def _load(args):
+def _load(args, **options):
     from regionlm.api import RegionLM
 
-    return RegionLM.load(args.model, progress=False)
+    return RegionLM.load(args.model, progress=False, **options)
 
 
 def run_ask(args) -> int:
@@ -120,12 +123,18 @@ def run_describe(args) -> int:
 
     if len(args.region) != 1:
         raise RegionError(f"describe takes exactly one --region, got {len(args.region)}")
+    from regionlm.model.propagation import PROPAGATIONS
+
+    if args.region_propagation not in PROPAGATIONS:
+        raise RegionError(f"--region-propagation must be one of {', '.join(PROPAGATIONS)}, got "
+                          f"{args.region_propagation!r}")
     prompts, _ = check_regions_fit(args.video, args.region, name="--region")
-    model = _load(args)
+    model = _load(args, region_propagation=args.region_propagation)
     text, seconds = timed(model.describe, args.video, prompts[0])
     if args.json:
         print(json.dumps({"video": str(args.video), "region": args.region[0], "description": text,
-                          "model": model.path, "seconds": seconds}))
+                          "region_propagation": args.region_propagation, "model": model.path,
+                          "seconds": seconds}))
     else:
         print(text or EMPTY)
     return 0

@@ -18,7 +18,7 @@ from regionlm.model.inference import (FrameSource, RegionLMSystem, clip_starts, 
                                       nearest_positions, weights_fingerprint)
 from regionlm.model.processing import RegionLMProcessor
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
-from regionlm.regions import box_to_ints, mask_to_box
+from regionlm.regions import box_to_ints, mask_to_box, mask_to_rle
 from regionlm.world import generate_split
 
 TINY_VISION = {"model_type": "siglip_vision_model", "vision_use_head": False, "image_size": 32, "patch_size": 8,
@@ -393,6 +393,30 @@ def test_sample_regions_map_to_the_nearest_sampled_frame(tokenizer):
     assert region.masks[1].all() and region.masks[2].sum() == 4 and not region.masks[0].any()
     single = tiny(tokenizer)._region(masks, [0, 3, 10, 15], key=3, height=8, width=8)
     assert np.flatnonzero(single.given).tolist() == [1]
+
+
+def test_descriptions_follow_the_region_from_its_key_frame_alone(world, tokenizer):
+    """region_propagation: a description's region is tracked from the key frame's mask to the other sampled
+    frames; the sample's annotations on other frames are not used (single mode), and questions keep the key
+    frame only."""
+    sample = first_sample(world, "world-d")
+    key = sample.frame_idx
+    corner = np.zeros((64, 64), bool)  # a decoy annotation on every other frame
+    corner[:2, :2] = True
+    decoy = mask_to_rle(corner)
+    region = {str(f): ({"segmentation": decoy} if int(f) != key else v) for f, v in dict(sample.regions[0]).items()}
+    sample = dataclasses.replace(sample, regions=(region,))
+    followed = tiny(tokenizer)._sample_example(sample).regions[0]
+    kept = tiny(tokenizer, region_propagation="off")._sample_example(sample).regions[0]
+    assert kept.given.sum() == 1
+    assert followed.given.sum() > 1 and followed.given[np.flatnonzero(kept.given)[0]]
+    for j in np.flatnonzero(followed.given):
+        assert not np.array_equal(followed.masks[j], corner)  # the decoy annotation is never shown
+    question = first_sample(world, "world-q")
+    assert tiny(tokenizer)._sample_example(question).regions[0].given.sum() == 1
+    assert tiny(tokenizer).config["region_propagation"] == "classical"
+    with pytest.raises(RegionLMError, match="region_propagation must be one of off, classical"):
+        tiny(tokenizer, region_propagation="sam2")
 
 
 # ---------------------------------------------------------------------------------------------------- loading

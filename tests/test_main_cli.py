@@ -92,8 +92,12 @@ def test_ask_two_regions_frame_folder_and_plain_text(capsys, frame_folder, model
 
 def test_describe_json(capsys, video, model_dir):
     out = run_json(capsys, ["describe", video, "--region", "box:5,5,60,60@2", "--model", model_dir])
-    assert set(out) == {"video", "region", "description", "model", "seconds"}
+    assert set(out) == {"video", "region", "description", "region_propagation", "model", "seconds"}
     assert out["region"] == "box:5,5,60,60@2" and isinstance(out["description"], str)
+    assert out["region_propagation"] == "classical"
+    out = run_json(capsys, ["describe", video, "--region", "box:5,5,60,60@2", "--model", model_dir,
+                            "--region-propagation", "off"])
+    assert out["region_propagation"] == "off"
 
 
 def test_ask_and_describe_a_real_video_with_the_shipped_model(capsys):
@@ -190,6 +194,8 @@ def bad_cases(d):
         (["describe", v, "--model", m], "exactly one --region"),
         (["describe", v, "--region", BOX, "--region", BOX, "--model", m], "exactly one --region"),
         (["describe", v, "--region", "box:64,0,80,10@0", "--model", m], "outside"),
+        (["describe", v, "--region", BOX, "--region-propagation", "sam2", "--model", m],
+         "--region-propagation must be one of off, classical"),
         (["track", v, "--model", m], "exactly one of --region"),
         (["track", v, "--region", BOX, "--expression", "the star", "--model", m], "exactly one of --region"),
         (["track", v, "--region", BOX, "--region", BOX, "--model", m], "one --region"),
@@ -202,7 +208,7 @@ def bad_cases(d):
     ]
 
 
-@pytest.mark.parametrize("case", range(24))
+@pytest.mark.parametrize("case", range(25))
 def test_bad_input_exits_2_with_one_line(case, capsys, video, model_dir, tmp_path, monkeypatch):
     import regionlm.api
 
@@ -211,7 +217,7 @@ def test_bad_input_exits_2_with_one_line(case, capsys, video, model_dir, tmp_pat
     d = {"video": video, "model": model_dir, "nowhere": str(tmp_path / "nowhere"),
          "not_model": str(tmp_path / "not_model")}
     cases = bad_cases(d)
-    assert len(cases) == 24
+    assert len(cases) == 25
     argv, words = cases[case]
     out = tmp_path / "t.json"
     if argv[0] == "track":

@@ -3,7 +3,8 @@
     regionlm eval --benchmark NAME [--data PATH] [--video-root DIR]
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
-                  [--rsot-mode generate|ground] [--caption-beams N] [--json]
+                  [--rsot-mode generate|ground] [--caption-beams N] [--region-propagation classical|off]
+                  [--json]
     regionlm eval --list
 
 Writes OUT/results.json, OUT/report.md, plots and the per-sample cache OUT/predictions.jsonl (a rerun resumes
@@ -57,6 +58,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--caption-beams", metavar="N", default="3",
                    help="descriptions and referring expressions with a model: beam search width (1: greedy; "
                         "default 3)")
+    p.add_argument("--region-propagation", metavar="MODE", default="classical",
+                   help="descriptions with a model: classical (the region given on one frame is followed to the "
+                        "clip's other frames by the classical tracker, default) or off (its given frame only)")
     p.add_argument("--no-java", action="store_true", help="caption metrics without Java: the pure-Python PTB "
                                                          "tokenizer approximation, METEOR unavailable")
     p.add_argument("--judge-url", metavar="URL", help="videorefer-d: an OpenAI-compatible judge endpoint")
@@ -131,9 +135,12 @@ def load_model_system(args, path, bench):
     """The model backend's System with the command line's RegionLMSystem options (checked here: one-line
     errors; the defaults are the parser's)."""
     from ..model.inference import CHOICE_MODES, RSOT_MODES
+    from ..model.propagation import PROPAGATIONS
 
-    options = {"choice_mode": args.choice_mode, "rsot_mode": args.rsot_mode}
-    for key, allowed in (("choice_mode", CHOICE_MODES), ("rsot_mode", RSOT_MODES)):
+    options = {"choice_mode": args.choice_mode, "rsot_mode": args.rsot_mode,
+               "region_propagation": args.region_propagation}
+    for key, allowed in (("choice_mode", CHOICE_MODES), ("rsot_mode", RSOT_MODES),
+                         ("region_propagation", PROPAGATIONS)):
         if options[key] not in allowed:
             raise RegionLMError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got "
                                 f"{options[key]!r}")

@@ -1,0 +1,68 @@
+"""Region propagation: a region given on one frame, followed to the other frames by the classical trackers."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from regionlm.errors import RegionLMError
+from regionlm.model.propagation import is_box_mask, propagate_region
+from regionlm.regions import box_to_mask, mask_to_box
+
+N, SIZE = 12, 64
+
+
+def _disc_at(t: int) -> np.ndarray:
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.circle(mask, (10 + 3 * t, 20 + t), 6, 1, -1)
+    return mask.astype(bool)
+
+
+@pytest.fixture(scope="module")
+def video():
+    """A red disc moving right and down past a still blue square, on a grey background."""
+    frames = np.full((N, SIZE, SIZE, 3), 90, np.uint8)
+    frames[:, 40:52, 8:20] = (40, 60, 200)
+    for t in range(N):
+        frames[t][_disc_at(t)] = (220, 40, 30)
+    return frames
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_a_mask_is_followed_forward_and_backward_to_the_targets(video):
+    key, targets = 5, [0, 3, 5, 8, 11]
+    out = propagate_region(lambda idx: video[idx], {key: _disc_at(key)}, key, targets)
+    assert sorted(out) == targets
+    assert np.array_equal(out[key], _disc_at(key))  # the given frame keeps the given mask
+    for t in targets:
+        assert _iou(out[t], _disc_at(t)) > 0.7, t
+
+
+def test_a_box_is_followed_as_filled_boxes(video):
+    key = 0
+    given = box_to_mask(mask_to_box(_disc_at(key)), SIZE, SIZE)
+    assert is_box_mask(given) and not is_box_mask(_disc_at(key))
+    out = propagate_region(lambda idx: video[idx], {key: given}, key, [0, 6, 11])
+    for t in (6, 11):
+        assert is_box_mask(out[t])
+        truth = box_to_mask(mask_to_box(_disc_at(t)), SIZE, SIZE)
+        assert _iou(out[t], truth) > 0.6, t
+
+
+def test_given_frames_are_kept_and_only_the_targets_are_filled(video):
+    other = np.zeros((SIZE, SIZE), bool)
+    other[0:3, 0:3] = True
+    out = propagate_region(lambda idx: video[idx], {2: _disc_at(2), 7: other}, 2, [2, 7, 9])
+    assert sorted(out) == [2, 7, 9] and np.array_equal(out[7], other)
+
+
+def test_off_changes_nothing_and_an_unknown_method_is_an_error(video):
+    masks = {4: _disc_at(4)}
+    out = propagate_region(lambda idx: video[idx], masks, 4, [0, 4, 8], method="off")
+    assert list(out) == [4]
+    with pytest.raises(RegionLMError, match="region propagation must be one of off, classical"):
+        propagate_region(lambda idx: video[idx], masks, 4, [0, 4, 8], method="sam")
