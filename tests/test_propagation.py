@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from regionlm.errors import RegionLMError
-from regionlm.model.propagation import is_box_mask, propagate_region
+from regionlm.model.propagation import CHUNK, MAX_TRACKED, is_box_mask, propagate_region, tracking_path
 from regionlm.regions import box_to_mask, mask_to_box
 
 N, SIZE = 12, 64
@@ -66,3 +66,20 @@ def test_off_changes_nothing_and_an_unknown_method_is_an_error(video):
     assert list(out) == [4]
     with pytest.raises(RegionLMError, match="region propagation must be one of off, classical"):
         propagate_region(lambda idx: video[idx], masks, 4, [0, 4, 8], method="sam")
+
+
+def test_a_long_video_is_followed_through_every_kth_frame_read_in_chunks(video):
+    assert tracking_path(5, 9, [7]) == [5, 6, 7, 8, 9] and tracking_path(5, 0, [2]) == [5, 4, 3, 2, 1, 0]
+    path = tracking_path(100, 1100, [537, 1100])
+    assert path[0] == 100 and path[-1] == 1100 and 537 in path and len(path) <= MAX_TRACKED + 2
+    assert max(b - a for a, b in zip(path, path[1:])) <= -(-1000 // MAX_TRACKED)
+    asked = []
+
+    def get_frames(idx):  # a 2,000-frame "video": the disc's frames repeated, counting what is read
+        asked.append(list(idx))
+        return video[[min(i // 200, N - 1) for i in idx]]
+
+    out = propagate_region(get_frames, {1000: _disc_at(5)}, 1000, [0, 1000, 1999])
+    read = sorted({i for batch in asked for i in batch})
+    assert sorted(out) == [0, 1000, 1999] and max(len(b) for b in asked) <= CHUNK
+    assert len(read) <= 2 * (MAX_TRACKED + 1)
