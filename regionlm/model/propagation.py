@@ -9,7 +9,7 @@ to find the object again in the coarse context tokens to say where it goes: on t
 on every frame and 105.3 with the true masks (docs/RESULTS.md).
 
 ``PROPAGATIONS``: ``off`` (the region on its given frames only) or ``classical`` (no weights: the classical mask
-tracker for masks, the classical box tracker for boxes; objects/classical/track.py).
+tracker for masks, the classical box tracker without CSRT for boxes; objects/classical/track.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterator, Sequence
 
+import cv2
 import numpy as np
 
 from ..errors import RegionLMError
@@ -37,6 +38,9 @@ def is_box_mask(mask: np.ndarray) -> bool:
 # targets), so a description of a real video does not track thousands of frames; read CHUNK frames at a time.
 MAX_TRACKED = 64
 CHUNK = 16
+# Frames are tracked at most this size on their long side: the model sees the region resized to its own input
+# (64x64 for the shipped model), so full-HD tracking would buy nothing and cost ~10x the time.
+MAX_SIDE = 256
 
 
 def _follow_mask(frames: Iterator[np.ndarray], mask: np.ndarray) -> Iterator[np.ndarray]:
@@ -51,10 +55,10 @@ def _follow_mask(frames: Iterator[np.ndarray], mask: np.ndarray) -> Iterator[np.
 
 def _follow_box(frames: Iterator[np.ndarray], mask: np.ndarray) -> Iterator[np.ndarray]:
     """The box prompt on the first frame followed through the others as filled boxes (empty where lost)."""
-    from ..objects.classical.track import ClassicalBoxTracker
+    from ..objects.classical.track import BoxTrackerConfig, ClassicalBoxTracker
 
     h, w = mask.shape
-    tracker = ClassicalBoxTracker()
+    tracker = ClassicalBoxTracker(BoxTrackerConfig(csrt=False))  # CSRT: ~2/3 of the time, for rare rescues
     tracker.init(next(frames), mask_to_box(mask))
     for frame in frames:
         box = tracker.update(frame)
@@ -71,9 +75,18 @@ def tracking_path(key: int, end: int, targets: Sequence[int], limit: int = MAX_T
     return sorted(path, reverse=sign < 0)
 
 
-def _read(get_frames: Callable[[list[int]], np.ndarray], path: list[int]) -> Iterator[np.ndarray]:
+def _read(get_frames: Callable[[list[int]], np.ndarray], path: list[int], size) -> Iterator[np.ndarray]:
     for i in range(0, len(path), CHUNK):
-        yield from get_frames(path[i:i + CHUNK])
+        for frame in get_frames(path[i:i + CHUNK]):
+            yield frame if size is None else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def _scaled(mask: np.ndarray, size) -> np.ndarray:
+    """A mask at ``size`` ((w, h); None: as it is); an object smaller than a pixel there keeps one."""
+    if size is None:
+        return mask
+    cover = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    return cover >= 0.5 if (cover >= 0.5).any() else cover >= cover.max()
 
 
 def propagate_region(get_frames: Callable[[list[int]], np.ndarray], masks: dict[int, np.ndarray], key: int,
@@ -88,14 +101,19 @@ def propagate_region(get_frames: Callable[[list[int]], np.ndarray], masks: dict[
     if method == "off" or not todo or key not in masks or not masks[key].any():
         return out
     follow = _follow_box if is_box_mask(masks[key]) else _follow_mask
+    h, w = masks[key].shape
+    scale = MAX_SIDE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale))) if scale < 1 else None
+    start = _scaled(masks[key], size)
     for end in (max(todo), min(todo)):
         path = tracking_path(key, end, todo)
         if len(path) < 2:
             continue
-        for f, m in zip(path[1:], follow(_read(get_frames, path), masks[key])):
+        for f, m in zip(path[1:], follow(_read(get_frames, path, size), start)):
             if f in todo and m.any():
-                out[f] = m
+                out[f] = m if size is None else cv2.resize(m.astype(np.uint8), (w, h),
+                                                           interpolation=cv2.INTER_NEAREST).astype(bool)
     return out
 
 
-__all__ = ["MAX_TRACKED", "PROPAGATIONS", "is_box_mask", "propagate_region", "tracking_path"]
+__all__ = ["MAX_SIDE", "MAX_TRACKED", "PROPAGATIONS", "is_box_mask", "propagate_region", "tracking_path"]

@@ -731,6 +731,7 @@ class BoxTrackerConfig:
     grabcut_iters: int = 5  # seeding the mask from the first box
     min_seed_fill: float = 0.1  # a GrabCut seed mask filling less than this of the box is replaced by the box
     max_jump: float = 0.5  # mask box centre moving more than this x box size in one frame: distrust it
+    csrt: bool = True  # CSRT alongside (most of the cost at large sizes); without it a distrusted mask is "lost"
 
 
 class ClassicalBoxTracker:
@@ -739,7 +740,7 @@ class ClassicalBoxTracker:
     def __init__(self, config: Optional[BoxTrackerConfig] = None):
         self.cfg = config or BoxTrackerConfig()
         self.masks = ClassicalMaskTracker(self.cfg.mask)
-        self.csrt = CSRTBoxTracker()
+        self.csrt = CSRTBoxTracker() if self.cfg.csrt else None
         self.box = None
         self.ratio = (1.0, 1.0)
 
@@ -752,7 +753,8 @@ class ClassicalBoxTracker:
             raise RegionError(f"box {[float(v) for v in box_xyxy]} does not cover a pixel of the {w}x{h} frame")
         seed = seed_mask_from_box(frame, (x1, y1, x2, y2), self.cfg.grabcut_iters, self.cfg.min_seed_fill)
         self.masks.start(frame, {1: seed})
-        self.csrt.init(frame, (x1, y1, x2, y2))
+        if self.csrt is not None:
+            self.csrt.init(frame, (x1, y1, x2, y2))
         mb = _bbox(seed)
         # The user's box around the object's mask: keep that relation (VOT boxes, for one, are not tight).
         self.ratio = ((x2 - x1) / (mb[2] - mb[0]), (y2 - y1) / (mb[3] - mb[1]))
@@ -762,7 +764,7 @@ class ClassicalBoxTracker:
         if self.box is None:
             raise RegionError("box tracker: call init() first")
         mask = self.masks.step(frame)[1]
-        csrt_box = self.csrt.update(frame)
+        csrt_box = self.csrt.update(frame) if self.csrt is not None else None
         mask_box = None
         mb = _bbox(mask)
         if mb is not None:
