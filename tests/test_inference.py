@@ -415,6 +415,7 @@ def test_descriptions_follow_the_region_from_its_key_frame_alone(world, tokenize
     question = first_sample(world, "world-q")
     assert tiny(tokenizer)._sample_example(question).regions[0].given.sum() == 1
     assert tiny(tokenizer).config["region_propagation"] == "classical"
+    assert "region_propagation" not in tiny(tokenizer, task="region_qa").config  # its eval caches stay valid
     with pytest.raises(RegionLMError, match="region_propagation must be one of off, classical"):
         tiny(tokenizer, region_propagation="sam2")
 

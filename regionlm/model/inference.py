@@ -319,8 +319,9 @@ class RegionLMSystem:
                        "region_encoder": cfg.region_encoder, "connector": cfg.connector,
                        "num_frames": self.num_frames, "max_new_tokens": self.max_new_tokens,
                        "clip_overlap": self.clip_overlap, "region_mode": region_mode, "choice_mode": choice_mode,
-                       "rsot_mode": rsot_mode, "caption_beams": caption_beams,
-                       "region_propagation": region_propagation}
+                       "rsot_mode": rsot_mode, "caption_beams": caption_beams}
+        if task is None or task in PROPAGATED_TASKS:  # the other tasks' answers do not depend on it (their caches)
+            self.config["region_propagation"] = region_propagation
         if rsot_mode == "ground":  # the prior's terms: a cache of picks made with other terms is another run
             from .grounding import PRIOR_WEIGHT, SMALL_AREA
 
