@@ -83,3 +83,18 @@ def test_a_long_video_is_followed_through_every_kth_frame_read_in_chunks(video):
     read = sorted({i for batch in asked for i in batch})
     assert sorted(out) == [0, 1000, 1999] and max(len(b) for b in asked) <= CHUNK
     assert len(read) <= 2 * (MAX_TRACKED + 1)
+
+
+def test_large_frames_are_tracked_small_and_masks_come_back_full_size(video):
+    big = np.repeat(np.repeat(video, 6, axis=1), 6, axis=2)  # 384x384: tracked at 256x256
+    disc = lambda t: np.repeat(np.repeat(_disc_at(t), 6, axis=0), 6, axis=1)  # noqa: E731
+    asked = []
+
+    def get_frames(idx):
+        asked.append(list(idx))
+        return big[idx]
+
+    out = propagate_region(get_frames, {0: disc(0)}, 0, [0, 5, 11])
+    assert sorted(out) == [0, 5, 11] and out[11].shape == (384, 384)
+    assert _iou(out[5], disc(5)) > 0.7 and _iou(out[11], disc(11)) > 0.7
+    assert sorted(i for batch in asked for i in batch) == list(range(12))  # one pass forward, none backward

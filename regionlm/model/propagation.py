@@ -105,10 +105,9 @@ def propagate_region(get_frames: Callable[[list[int]], np.ndarray], masks: dict[
     scale = MAX_SIDE / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale))) if scale < 1 else None
     start = _scaled(masks[key], size)
-    for end in (max(todo), min(todo)):
+    ends = [end for end, side in ((max(todo), max(todo) > key), (min(todo), min(todo) < key)) if side]
+    for end in ends:  # forward to the last target, backward to the first: each side once
         path = tracking_path(key, end, todo)
-        if len(path) < 2:
-            continue
         for f, m in zip(path[1:], follow(_read(get_frames, path, size), start)):
             if f in todo and m.any():
                 out[f] = m if size is None else cv2.resize(m.astype(np.uint8), (w, h),
