@@ -415,8 +415,9 @@ class RegionLMSystem:
     def _regions(self, task: str, src: "FrameSource", masks: list[dict], keys: list[int],
                  sampled: list[int]) -> list[Region]:
         """The Regions of an Example from each region's ``{video frame: mask}`` and key frame. With
-        region_propagation (descriptions: PROPAGATED_TASKS) each region is followed from its key frame to the other sampled frames
-        and given on all of them; in single mode it starts from the key frame's mask alone, as it was given."""
+        region_propagation (descriptions: PROPAGATED_TASKS) each region is followed from its key frame to the
+        other sampled frames and given on all of them; in single mode it starts from the key frame's mask alone,
+        as it was given."""
         if self.region_propagation == "off" or task not in PROPAGATED_TASKS:
             return [self._region(r, sampled, k, src.height, src.width) for r, k in zip(masks, keys)]
         out = []
