@@ -10,6 +10,14 @@ temporal merge, object_tokens, roi_box, text_coords, visual_marks (all on the po
 for 8 frames), then the connectors with token_mark: t_selector at the pool's budget (16 tokens per frame), and stc
 against t_selector at half of it (64 tokens: stc merges frame pairs; t_selector keeps 8 tokens per frame).
 
+--backbone-steps N puts every variant on the footing the papers start from, a pretrained vision tower and LM:
+the default config is first trained N steps on the tasks whose prompts carry no region (video questions,
+referring expression -> box, referring tracking), once; its vision tower and LM are saved as plain Hugging Face
+folders and every variant loads them (`model.vision_path` / `lm_path`, the real path's loader), with a fresh
+region encoder, connector and heads, then trains --budget steps on the full task mix at the config's second-stage
+rate. From random weights grounding starts only after ~1,000 steps (docs/RESULTS.md), so this is the comparison a
+CPU can afford; every variant still gets the same data, steps and starting weights.
+
 A variant whose model is already trained (OUT/runs/NAME/final) is not trained again; a training run that was cut
 off resumes from its last checkpoint (every 300 steps); evaluations resume from their caches. So the script can be
 run again and again under a time limit per command until every variant is done. --jobs N trains and evaluates N
@@ -18,7 +26,7 @@ FILE puts the table into FILE between the markers <!-- compare_encoders:start --
 
     python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
         [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
-        [--threads N] [--jobs N] [--doc docs/RESULTS.md]
+        [--threads N] [--jobs N] [--backbone-steps N] [--doc docs/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -62,19 +70,57 @@ COLUMNS = [("world-q", "overall", "region MC"), ("world-q", "region_swap", "swap
            ("world-vqa", "overall", "video QA")]
 
 
-def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, threads=None) -> dict:
+# tasks whose prompts carry no region: what a shared backbone may learn without favouring any region encoder
+REGION_FREE_TASKS = ("video_qa", "rec", "rsot")
+
+
+def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, threads=None,
+                   backbone: Path | None = None) -> dict:
+    """The base config with the variant's model options, one stage of ``budget`` steps. From scratch the stage is
+    the base's first (its warmup keeps its share of the steps); on a ``backbone`` (a folder holding ``vision``
+    and ``lm``) it is the base's last, the rate the base uses to go on from trained weights."""
     cfg = json.loads(json.dumps(base))
     if threads:
         cfg["cpu_threads"] = threads
     cfg["model"]["config"].update(overrides)
     cfg["tokenizer"] = {"path": str(tokenizer)}
-    stage = cfg["stages"][0]
+    stage = cfg["stages"][-1 if backbone else 0]
     total = sum(s["steps"] for s in cfg["stages"])
-    # the same one-stage schedule, shortened: warmup keeps its share of the steps
-    cfg["stages"] = [dict(stage, steps=budget, warmup=max(1, round(stage.get("warmup", 0) * budget / total)))]
+    if backbone:
+        for part in ("vision_config", "text_config"):  # the loaded parts bring their own
+            cfg["model"]["config"].pop(part, None)
+        cfg["model"].update(vision_path=str(backbone / "vision"), lm_path=str(backbone / "lm"))
+        warmup = stage.get("warmup", 0)
+    else:
+        warmup = round(stage.get("warmup", 0) * budget / total)
+    cfg["stages"] = [dict(stage, steps=budget, warmup=max(1, min(warmup, budget // 10)))]
     # checkpoints along the way: a run cut off (a time limit per command on a lent GPU) resumes from the last
     cfg["checkpoint_every"] = max(1, min(budget, 300))
     return cfg
+
+
+def backbone_config(base: dict, steps: int, tokenizer: Path, threads=None) -> dict:
+    """The base config trained ``steps`` steps on its region-free tasks only, from scratch (its first stage)."""
+    cfg = variant_config(base, {}, steps, tokenizer, threads)
+    tasks = cfg["data"].get("tasks") or {}
+    cfg["data"]["tasks"] = {t: tasks.get(t, 1.0) for t in REGION_FREE_TASKS}
+    return cfg
+
+
+def export_backbone(final: Path, dest: Path) -> None:
+    """Save a trained RegionLM's vision tower and LM as Hugging Face folders ``dest/vision`` and ``dest/lm``, the
+    form a real checkpoint has (written beside ``dest`` first, then renamed into place)."""
+    import shutil
+
+    from regionlm.model import RegionLMForConditionalGeneration
+
+    model = RegionLMForConditionalGeneration.from_pretrained(str(final))
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.vision_tower.save_pretrained(tmp / "vision")
+    model.language_model.save_pretrained(tmp / "lm")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
 
 
 def run(cmd: list, what: str, threads=None) -> str:
@@ -96,18 +142,25 @@ def main() -> int:
     ap.add_argument("--limit-track", type=int, default=100, help="world-sot sequences per variant (0: all)")
     ap.add_argument("--limit-vqa", type=int, default=200, help="world-vqa questions per variant (0: all)")
     ap.add_argument("--data-dir", default=str(REPO / "runs" / "data"))
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "compare_encoders"))
+    ap.add_argument("--out", help="results folder (default benchmarks/results/compare_encoders, "
+                                  "or compare_encoders-backbone with --backbone-steps)")
     ap.add_argument("--threads", type=int, help="CPU threads per training / eval run (default: the config's; "
                                                 "with --jobs N, the cores / N)")
     ap.add_argument("--jobs", type=int, default=1, help="variants trained and evaluated at once (default 1)")
+    ap.add_argument("--backbone-steps", type=int, default=0,
+                    help="first train a shared vision tower + LM this many steps on region-free tasks and start "
+                         "every variant from it (default 0: every variant from random weights)")
     ap.add_argument("--doc", help="a Markdown file to put the table in (between the markers)")
     args = ap.parse_args()
+    if args.budget < 1 or args.backbone_steps < 0:
+        raise SystemExit("--budget must be >= 1 and --backbone-steps >= 0")
 
     names = args.only.split(",") if args.only else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise SystemExit(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    out = Path(args.out)
+    out = Path(args.out or REPO / "benchmarks" / "results" /
+               ("compare_encoders-backbone" if args.backbone_steps else "compare_encoders"))
     out.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(args.config).read_text())
 
@@ -125,11 +178,19 @@ def main() -> int:
     results = {}
     old = out / "compare_encoders.json"
     if old.is_file():
-        results = json.loads(old.read_text()).get("variants", {})
+        report = json.loads(old.read_text())
+        was = (report.get("budget"), report.get("backbone_steps", 0))
+        if was != (args.budget, args.backbone_steps):  # its trained variants would be kept and mixed in
+            raise SystemExit(f"--out {out}: holds a run with --budget {was[0]} --backbone-steps {was[1]}; "
+                             f"give another --out for --budget {args.budget} --backbone-steps {args.backbone_steps}")
+        results = report.get("variants", {})
     lock = threading.Lock()
     # with --jobs N, N variants train and evaluate at once, the cores shared between them (a small model leaves a
     # GPU mostly idle: several runs side by side use it better than one after another)
     threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
+    args.backbone = None
+    if args.backbone_steps:
+        args.backbone = train_backbone(args, base, tokenizer, out, args.threads)
 
     def one(name: str) -> None:
         row = variant_row(name, args, base, tokenizer, data, out, results.get(name, {}), threads)
@@ -143,9 +204,26 @@ def main() -> int:
     table = markdown(results, names)
     print(table)
     if args.doc:
-        put_in_doc(Path(args.doc), table)
+        put_in_doc(Path(args.doc), table, "compare_encoders_backbone" if args.backbone_steps else "compare_encoders")
         print(f"table written into {args.doc}")
     return 0
+
+
+def train_backbone(args, base: dict, tokenizer: Path, out: Path, threads) -> Path:
+    """The shared starting point (--backbone-steps): trained once, resumed when cut off, exported once."""
+    run_dir, dest = out / "backbone", out / "backbone" / "parts"
+    if (dest / "lm" / "config.json").is_file():
+        return dest
+    if not (run_dir / "final" / "config.json").is_file():
+        cfg_file = out / "backbone.yaml"
+        atomic_write_text(cfg_file, yaml.safe_dump(backbone_config(base, args.backbone_steps, tokenizer, threads)))
+        resume = any((run_dir / "checkpoints").glob("step-*"))
+        print(f"[backbone] training {args.backbone_steps} steps on {', '.join(REGION_FREE_TASKS)} -> {run_dir}",
+              file=sys.stderr, flush=True)
+        cmd = ["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"] + (["--resume"] if resume else [])
+        run(cmd, "backbone: training", threads)
+    export_backbone(run_dir / "final", dest)
+    return dest
 
 
 def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: Path, before: dict, threads):
@@ -157,7 +235,7 @@ def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: P
     if not (final / "config.json").is_file():
         cfg_file = out / f"{name}.yaml"
         atomic_write_text(cfg_file, yaml.safe_dump(variant_config(base, overrides, args.budget, tokenizer,
-                                                                     threads)))
+                                                                     threads, args.backbone)))
         resume = any((run_dir / "checkpoints").glob("step-*"))
         print(f"[{name}] training {args.budget} steps -> {run_dir}{' (resuming)' if resume else ''}",
               file=sys.stderr, flush=True)
@@ -196,7 +274,8 @@ def markdown(results: dict, names: list) -> str:
 
 
 def write(out: Path, results: dict, args) -> None:
-    report = {"benchmark": "compare_encoders", "budget": args.budget, "videos": args.videos,
+    report = {"benchmark": "compare_encoders", "budget": args.budget, "backbone_steps": args.backbone_steps,
+              "videos": args.videos,
               "limits": {"world-q": args.limit_q, "world-sot": args.limit_track, "world-vqa": args.limit_vqa},
               "variants": results}
     atomic_write_text(out / "compare_encoders.json", json.dumps(report, indent=2))

@@ -1,0 +1,93 @@
+"""benchmarks/compare_encoders.py: the variants' configs (from scratch and on a shared backbone), and the backbone's
+export into Hugging Face folders that the real path's loader (model.vision_path / lm_path) reads back exactly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from regionlm.train.config import config_from_dict
+from regionlm.train.trainer import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import compare_encoders as ce  # noqa: E402
+
+BASE = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+
+
+def test_from_scratch_variant_is_the_first_stage_shortened(tmp_path):
+    (tmp_path / "tok").mkdir()
+    cfg = ce.variant_config(BASE, {"region_encoder": "roi_box"}, 3000, tmp_path / "tok")
+    first = BASE["stages"][0]
+    [stage] = cfg["stages"]
+    assert stage["lr"] == first["lr"] and stage["steps"] == 3000
+    assert stage["warmup"] == round(first["warmup"] * 3000 / sum(s["steps"] for s in BASE["stages"]))
+    assert cfg["model"]["config"]["region_encoder"] == "roi_box"
+    assert "vision_config" in cfg["model"]["config"] and "vision_path" not in cfg["model"]
+    assert BASE["model"]["config"]["region_encoder"] == "mask_pool"  # the base is not changed
+    config_from_dict(cfg)  # a valid training config
+
+
+def test_backbone_variant_loads_the_parts_at_the_last_stage_rate(tmp_path):
+    cfg = ce.variant_config(BASE, {"connector": "stc"}, 600, tmp_path / "tok", backbone=tmp_path / "parts")
+    last = BASE["stages"][-1]
+    [stage] = cfg["stages"]
+    assert stage["lr"] == last["lr"] and stage["steps"] == 600 and stage["warmup"] == min(last["warmup"], 60)
+    assert cfg["model"]["vision_path"] == str(tmp_path / "parts" / "vision")
+    assert cfg["model"]["lm_path"] == str(tmp_path / "parts" / "lm")
+    assert "vision_config" not in cfg["model"]["config"] and "text_config" not in cfg["model"]["config"]
+    assert cfg["model"]["config"]["connector"] == "stc"
+    assert cfg["data"]["tasks"] == BASE["data"]["tasks"]  # variants train on the full mix
+
+
+def test_backbone_trains_only_region_free_tasks(tmp_path):
+    (tmp_path / "tok").mkdir()
+    cfg = ce.backbone_config(BASE, 1200, tmp_path / "tok")
+    assert set(cfg["data"]["tasks"]) == set(ce.REGION_FREE_TASKS) == {"video_qa", "rec", "rsot"}
+    assert all(cfg["data"]["tasks"][t] == BASE["data"]["tasks"][t] for t in ce.REGION_FREE_TASKS)
+    assert cfg["stages"][0]["steps"] == 1200 and cfg["stages"][0]["lr"] == BASE["stages"][0]["lr"]
+    config_from_dict(cfg)
+
+
+def test_exported_backbone_loads_back_into_a_variant_exactly(tmp_path):
+    from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
+
+    vision = {"model_type": "siglip_vision_model", "vision_use_head": False, "image_size": 16, "patch_size": 8,
+              "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    text = {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64, "tie_word_embeddings": True}
+    torch.manual_seed(0)
+    trained = RegionLMForConditionalGeneration(RegionLMConfig(region_encoder="mask_pool", vision_config=vision,
+                                                              text_config=text))
+    trained.save_pretrained(tmp_path / "final")
+    ce.export_backbone(tmp_path / "final", tmp_path / "parts")
+    assert not (tmp_path / "parts.tmp").exists()
+
+    base = {"model": {"config": {"region_encoder": "token_mark", "vision_config": vision, "text_config": text}},
+            "data": {"source": "toy", "num_frames": 2},
+            "stages": [{"name": "s", "steps": 8, "lr": 1e-3, "trainable": ["connector"]}]}
+    cfg = ce.variant_config(base, {"region_encoder": "token_mark"}, 4, tmp_path / "tok", backbone=tmp_path / "parts")
+    cfg.pop("tokenizer")  # the toy source needs none
+    model = build_model(config_from_dict(cfg))
+    for part in ("vision_tower", "language_model"):
+        want, got = getattr(trained, part).state_dict(), getattr(model, part).state_dict()
+        assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want), part
+    assert model.config.region_encoder == "token_mark"
+
+
+def test_a_results_folder_of_another_run_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "compare_encoders.json").write_text('{"budget": 30, "variants": {}}')
+    monkeypatch.setattr(sys, "argv", ["compare_encoders.py", "--budget", "600", "--backbone-steps", "1200",
+                                      "--out", str(tmp_path), "--only", "roi_box"])
+    monkeypatch.setattr("default_model.ensure_split", lambda *a: tmp_path / "data")
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "tokenizer.json").write_text("{}")
+    with pytest.raises(SystemExit) as err:
+        ce.main()
+    assert "--budget 30 --backbone-steps 0" in str(err.value) and "another --out" in str(err.value)
