@@ -11,9 +11,10 @@ in training (training streams the train split), then evaluates the model on:
   world-rsot-ground  the same, the object pipeline tracking every object and the model picking the named one
 Multiple choice is answered by ranking the options by the model's likelihood (`--choice-mode rank`) and
 descriptions with 3 beams (`--caption-beams 3`) and the region followed to every frame by the classical tracker
-(`--region-propagation classical`), the defaults of `regionlm eval`; world-q-generate, world-d-greedy and
-world-vqa-generate ask the same with greedy decoding, and world-d-keyframe with the region on its key frame only,
-for reference (no bar).
+(`--region-propagation classical`), never writing a span three times in a row (`--caption-loop-guard on`), the
+defaults of `regionlm eval`; world-q-generate, world-d-greedy and world-vqa-generate ask the same with greedy
+decoding, world-d-keyframe with the region on its key frame only and world-d-noguard without the loop guard, for
+reference (no bar).
 Each run's full results (results.json, report.md, plots, predictions cache) stay under --out/<name>; the table is
 printed and written to --out/default_model.json.
 
@@ -54,11 +55,13 @@ RUNS = [
     ("world-q-generate", "world-q", "test", [("overall", None), ("region_swap", None)]),
     ("world-d-greedy", "world-d", "test", [("cider", None), ("attributes", None)]),
     ("world-d-keyframe", "world-d", "test", [("cider", None), ("attributes", None), ("attr_motion", None)]),
+    ("world-d-noguard", "world-d", "test", [("cider", None), ("bleu4", None), ("attributes", None)]),
     ("world-vqa-generate", "world-vqa", "test", [("overall", None)]),
 ]
 EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"], "world-rsot-ground": ["--rsot-mode", "ground"],
               "world-d-greedy": ["--caption-beams", "1"], "world-vqa-generate": ["--choice-mode", "generate"],
-              "world-d-keyframe": ["--region-propagation", "off"]}
+              "world-d-keyframe": ["--region-propagation", "off"],
+              "world-d-noguard": ["--caption-loop-guard", "off"]}
 NOT_TYPES = {"overall", "region_swap"}
 
 

@@ -420,6 +420,37 @@ def test_descriptions_follow_the_region_from_its_key_frame_alone(world, tokenize
         tiny(tokenizer, region_propagation="sam2")
 
 
+def test_descriptions_are_decoded_with_the_loop_guard_and_questions_without(world, tokenizer):
+    """caption_loop_guard: the guard reaches generate for caption tasks only; a random tiny model's description,
+    which is free to loop, never writes a span of >= 4 tokens three times in a row."""
+    from regionlm.model.loop_guard import NoTripleRepeat
+
+    sys_ = tiny(tokenizer, region_propagation="off")
+    seen, real = [], sys_.model.generate
+
+    def spy(**kwargs):
+        out = real(**kwargs)
+        seen.append((list(kwargs["logits_processor"]), out[0].tolist()))
+        return out
+
+    sys_.model.generate = spy
+    sys_.max_new_tokens = 60
+    sys_.generate([sys_._sample_example(first_sample(world, "world-d"))])
+    sys_.generate([sys_._sample_example(first_sample(world, "world-q"))])
+    (caption_guard, ids), (question_guard, _) = seen
+    assert [type(g) for g in caption_guard] == [NoTripleRepeat] and question_guard == []
+    assert not any(ids[i:i + k] == ids[i + k:i + 2 * k] == ids[i + 2 * k:i + 3 * k]
+                   for k in range(4, 21) for i in range(len(ids) - 3 * k + 1))
+    off = tiny(tokenizer, region_propagation="off", caption_loop_guard=False)
+    off.model.generate, seen[:] = spy, []
+    off.generate([off._sample_example(first_sample(world, "world-d"))])
+    assert seen[0][0] == []
+    assert tiny(tokenizer).config["caption_loop_guard"] is True
+    assert "caption_loop_guard" not in tiny(tokenizer, task="sot").config  # its eval caches stay valid
+    with pytest.raises(RegionLMError, match="caption_loop_guard must be True or False"):
+        tiny(tokenizer, caption_loop_guard="yes")
+
+
 # ---------------------------------------------------------------------------------------------------- loading
 
 

@@ -4,6 +4,7 @@
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
                   [--rsot-mode generate|ground] [--caption-beams N] [--region-propagation classical|off]
+                  [--caption-loop-guard on|off]
                   [--json]
     regionlm eval --list
 
@@ -61,6 +62,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--region-propagation", metavar="MODE", default="classical",
                    help="descriptions with a model: classical (the region given on one frame is followed to the "
                         "clip's other frames by the classical tracker, default) or off (its given frame only)")
+    p.add_argument("--caption-loop-guard", metavar="MODE", default="on",
+                   help="descriptions and referring expressions with a model: on (never write a span of text three "
+                        "times in a row, default) or off")
     p.add_argument("--no-java", action="store_true", help="caption metrics without Java: the pure-Python PTB "
                                                          "tokenizer approximation, METEOR unavailable")
     p.add_argument("--judge-url", metavar="URL", help="videorefer-d: an OpenAI-compatible judge endpoint")
@@ -145,6 +149,9 @@ def load_model_system(args, path, bench):
             raise RegionLMError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got "
                                 f"{options[key]!r}")
     options["caption_beams"] = _int(args.caption_beams, "--caption-beams", 1)
+    if args.caption_loop_guard not in ("on", "off"):
+        raise RegionLMError(f"--caption-loop-guard must be on or off, got {args.caption_loop_guard!r}")
+    options["caption_loop_guard"] = args.caption_loop_guard == "on"
     return _backend("regionlm.model", "load_eval_system", "model")(path, benchmark=bench, **options)
 
 

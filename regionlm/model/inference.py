@@ -34,6 +34,7 @@ from ..regions import (RegionPrompt, box_to_mask, box_to_text, box_xywh_to_xyxy,
 from ..video import VideoReader, sample_indices
 from .example import Example, Region
 from .processing import IGNORE
+from .loop_guard import NoTripleRepeat
 from .propagation import PROPAGATIONS, propagate_region
 from .prompts import build_prompt, sot_answer
 
@@ -277,7 +278,8 @@ class RegionLMSystem:
     an expression is tracked (RSOT_MODES); tracks_fn: the candidates ``rsot_mode="ground"`` chooses from
     (grounding.ObjectsFn; None: the classical object pipeline); region_propagation: how a region given on one
     frame is followed to the clip's other frames for descriptions (PROPAGATED_TASKS; propagation.PROPAGATIONS;
-    ``off``: shown on its given frame only).
+    ``off``: shown on its given frame only); caption_loop_guard: descriptions and referring expressions never
+    write a span three times in a row (loop_guard.NoTripleRepeat).
     """
 
     cacheable = True
@@ -288,7 +290,7 @@ class RegionLMSystem:
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
                  objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm",
                  choice_mode: str = "rank", rsot_mode: str = "generate", tracks_fn: Optional[Callable] = None,
-                 caption_beams: int = 3, region_propagation: str = "classical"):
+                 caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
         if choice_mode not in CHOICE_MODES:
@@ -302,6 +304,9 @@ class RegionLMSystem:
         if isinstance(caption_beams, bool) or not isinstance(caption_beams, int) or caption_beams < 1:
             raise RegionLMError(f"caption_beams must be a positive integer, got {caption_beams!r}")
         self.caption_beams = caption_beams
+        if not isinstance(caption_loop_guard, bool):
+            raise RegionLMError(f"caption_loop_guard must be True or False, got {caption_loop_guard!r}")
+        self.caption_loop_guard = caption_loop_guard
         self.model, self.processor = model.eval(), processor
         cfg = model.config
         self.num_frames = int(num_frames or cfg.num_frames)
@@ -323,6 +328,8 @@ class RegionLMSystem:
                        "rsot_mode": rsot_mode, "caption_beams": caption_beams}
         if task is None or task in PROPAGATED_TASKS:  # the other tasks' answers do not depend on it (their caches)
             self.config["region_propagation"] = region_propagation
+        if task is None or task in CAPTION_TASKS:
+            self.config["caption_loop_guard"] = caption_loop_guard
         if rsot_mode == "ground":  # the prior's terms: a cache of picks made with other terms is another run
             from .grounding import PRIOR_WEIGHT, SMALL_AREA
 
@@ -336,14 +343,19 @@ class RegionLMSystem:
 
     def generate(self, examples: list, max_new_tokens: Optional[int] = None) -> list[str]:
         """Answers of a batch of Examples (all with the same number of frames): beam search with
-        ``caption_beams`` when every example is a caption task, else greedy; decoding stops at the end-of-turn
-        token (processor.generation_kwargs)."""
+        ``caption_beams`` (and the loop guard) when every example is a caption task, else greedy; decoding stops
+        at the end-of-turn token (processor.generation_kwargs)."""
+        from transformers import LogitsProcessorList
+
         batch = self.processor(examples, train=False)
         inputs = {k: v.to(self.device) for k, v in batch.items() if k in GENERATE_KEYS}
-        beams = self.caption_beams if all(e.task in CAPTION_TASKS for e in examples) else 1
+        captions = all(e.task in CAPTION_TASKS for e in examples)
+        beams = self.caption_beams if captions else 1
+        guard = LogitsProcessorList([NoTripleRepeat()] if captions and self.caption_loop_guard else [])
         with torch.no_grad():
             ids = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.max_new_tokens,
-                                      do_sample=False, num_beams=beams, **self.processor.generation_kwargs())
+                                      do_sample=False, num_beams=beams, logits_processor=guard,
+                                      **self.processor.generation_kwargs())
         return [self.processor.decode(row) for row in ids.cpu().tolist()]
 
     def answer_logprobs(self, examples: Sequence[Example]) -> list[float]:
