@@ -14,15 +14,17 @@ against t_selector at half of it (64 tokens: stc merges frame pairs; t_selector 
 the default config is first trained N steps on the tasks whose prompts carry no region (video questions,
 referring expression -> box, referring tracking), once; its vision tower and LM are saved as plain Hugging Face
 folders and every variant loads them (`model.vision_path` / `lm_path`, the real path's loader), with a fresh
-region encoder, connector and heads, then trains --budget steps on the full task mix at the config's second-stage
-rate. From random weights grounding starts only after ~1,000 steps (docs/RESULTS.md), so this is the comparison a
-CPU can afford; every variant still gets the same data, steps and starting weights.
+region encoder, connector and heads, then trains --budget steps on the full task mix at a peak rate of 5e-4 (the
+default config's stage-2 restart). From random weights grounding starts only after ~1,000 steps (docs/RESULTS.md);
+on a backbone a variant's budget goes to the region part. Every variant still gets the same data, steps and
+starting weights.
 
 A variant whose model is already trained (OUT/runs/NAME/final) is not trained again; a training run that was cut
 off resumes from its last checkpoint (every 300 steps); evaluations resume from their caches. So the script can be
 run again and again under a time limit per command until every variant is done. --jobs N trains and evaluates N
 variants at once. Prints the table, writes OUT/compare_encoders.json and OUT/compare_encoders.md, and with --doc
-FILE puts the table into FILE between the markers <!-- compare_encoders:start --> and <!-- compare_encoders:end -->.
+FILE puts the table into FILE between the markers <!-- compare_encoders:start --> and <!-- compare_encoders:end -->
+(with --backbone-steps: <!-- compare_encoders_backbone:start --> ... end).
 
     python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
         [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
@@ -72,25 +74,28 @@ COLUMNS = [("world-q", "overall", "region MC"), ("world-q", "region_swap", "swap
 
 # tasks whose prompts carry no region: what a shared backbone may learn without favouring any region encoder
 REGION_FREE_TASKS = ("video_qa", "rec", "rsot")
+# on a backbone: the rate at which configs/default.yaml goes on from trained weights (its stage 2)
+BACKBONE_LR, BACKBONE_WARMUP = 5.0e-4, 100
 
 
 def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, threads=None,
                    backbone: Path | None = None) -> dict:
-    """The base config with the variant's model options, one stage of ``budget`` steps. From scratch the stage is
-    the base's first (its warmup keeps its share of the steps); on a ``backbone`` (a folder holding ``vision``
-    and ``lm``) it is the base's last, the rate the base uses to go on from trained weights."""
+    """The base config with the variant's model options, one stage of ``budget`` steps: the base's first stage
+    (from scratch its warmup keeps its share of the steps; on a ``backbone``, a folder holding ``vision`` and
+    ``lm``, the peak rate is BACKBONE_LR with BACKBONE_WARMUP steps)."""
     cfg = json.loads(json.dumps(base))
     if threads:
         cfg["cpu_threads"] = threads
     cfg["model"]["config"].update(overrides)
     cfg["tokenizer"] = {"path": str(tokenizer)}
-    stage = cfg["stages"][-1 if backbone else 0]
+    stage = cfg["stages"][0]
     total = sum(s["steps"] for s in cfg["stages"])
     if backbone:
         for part in ("vision_config", "text_config"):  # the loaded parts bring their own
             cfg["model"]["config"].pop(part, None)
         cfg["model"].update(vision_path=str(backbone / "vision"), lm_path=str(backbone / "lm"))
-        warmup = stage.get("warmup", 0)
+        stage = dict(stage, lr=BACKBONE_LR)
+        warmup = BACKBONE_WARMUP
     else:
         warmup = round(stage.get("warmup", 0) * budget / total)
     cfg["stages"] = [dict(stage, steps=budget, warmup=max(1, min(warmup, budget // 10)))]

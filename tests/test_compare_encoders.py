@@ -34,11 +34,12 @@ def test_from_scratch_variant_is_the_first_stage_shortened(tmp_path):
     config_from_dict(cfg)  # a valid training config
 
 
-def test_backbone_variant_loads_the_parts_at_the_last_stage_rate(tmp_path):
+def test_backbone_variant_loads_the_parts_at_the_restart_rate(tmp_path):
     cfg = ce.variant_config(BASE, {"connector": "stc"}, 600, tmp_path / "tok", backbone=tmp_path / "parts")
-    last = BASE["stages"][-1]
     [stage] = cfg["stages"]
-    assert stage["lr"] == last["lr"] and stage["steps"] == 600 and stage["warmup"] == min(last["warmup"], 60)
+    assert stage["lr"] == ce.BACKBONE_LR == BASE["stages"][1]["lr"] and stage["steps"] == 600
+    assert stage["warmup"] == 60  # BACKBONE_WARMUP, at most a tenth of the budget
+    assert stage["trainable"] == BASE["stages"][0]["trainable"]
     assert cfg["model"]["vision_path"] == str(tmp_path / "parts" / "vision")
     assert cfg["model"]["lm_path"] == str(tmp_path / "parts" / "lm")
     assert "vision_config" not in cfg["model"]["config"] and "text_config" not in cfg["model"]["config"]
