@@ -55,10 +55,11 @@ RSOT_MODES = ("generate", "ground")
 # (seed 2, 120 descriptions) 3 beams raised the 6,600-step model's CIDEr from 76.9 (greedy) to 97.2 (5 beams:
 # 95.1); docs/RESULTS.md.
 CAPTION_TASKS = ("region_caption", "reg")
-# The tasks whose regions region_propagation follows to the clip's other frames. With the 8,000-step model,
-# descriptions name the object's attributes right more often (test split: 51.0 -> 52.8%; CIDEr 92.1 -> 90.8,
-# within its noise), while multiple choice did not move on the validation split (42.1 -> 41.6, region swap
-# 39.0 -> 39.7), so questions keep their key frame and skip the tracking. docs/RESULTS.md.
+# The tasks whose regions region_propagation follows to the clip's other frames. Descriptions name the object's
+# attributes right more often (test split: 51.0 -> 52.8% with the 8,000-step model, 52.0 -> 53.5% with the
+# 12,000-step one, for CIDEr 92.1 -> 90.8 and 116.8 -> 113.6), while multiple choice did not move on the
+# validation split (42.1 -> 41.6, region swap 39.0 -> 39.7), so questions keep their key frame and skip the
+# tracking. docs/RESULTS.md.
 PROPAGATED_TASKS = ("region_caption",)
 GENERATE_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_masks", "region_given", "region_valid",
                  "object_masks", "object_valid")
