@@ -40,7 +40,8 @@ class RegionLM:
         ``progress=False`` hides transformers' weight-loading bar (the CLI keeps stderr for errors).
         ``options``: RegionLMSystem's (e.g. ``rsot_mode="ground"``: ``track(video, expression=...)`` picks among
         the object pipeline's tracks; ``caption_beams=1``: greedy descriptions; ``region_propagation="off"``:
-        descriptions see the region on its own frame only, not followed by the classical tracker)."""
+        descriptions see the region on its own frame only, not followed by the classical tracker;
+        ``caption_loop_guard=False``: descriptions decoded without the guard against loops)."""
         from transformers.utils import logging as hf_logging
 
         from .model.inference import RegionLMSystem, load_model

@@ -33,8 +33,8 @@ from ..regions import (RegionPrompt, box_to_mask, box_to_text, box_xywh_to_xyxy,
                        text_to_box, validate_frame)
 from ..video import VideoReader, sample_indices
 from .example import Example, Region
-from .processing import IGNORE
 from .loop_guard import NoTripleRepeat
+from .processing import IGNORE
 from .propagation import PROPAGATIONS, propagate_region
 from .prompts import build_prompt, sot_answer
 
