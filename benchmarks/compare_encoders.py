@@ -214,19 +214,25 @@ def main() -> int:
     return 0
 
 
+def train(name: str, cfg: dict, run_dir: Path, out: Path, threads, what: str) -> tuple[dict, bool]:
+    """`regionlm train` of ``cfg`` (written to OUT/NAME.yaml) into ``run_dir``, resuming a run that was cut off.
+    Returns the run's summary and whether it resumed."""
+    cfg_file = out / f"{name}.yaml"
+    atomic_write_text(cfg_file, yaml.safe_dump(cfg))
+    resume = any((run_dir / "checkpoints").glob("step-*"))
+    print(f"[{name}] training {what} -> {run_dir}{' (resuming)' if resume else ''}", file=sys.stderr, flush=True)
+    cmd = ["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"] + (["--resume"] if resume else [])
+    return json.loads(run(cmd, f"{name}: training", threads).strip().splitlines()[-1]), resume
+
+
 def train_backbone(args, base: dict, tokenizer: Path, out: Path, threads) -> Path:
     """The shared starting point (--backbone-steps): trained once, resumed when cut off, exported once."""
     run_dir, dest = out / "backbone", out / "backbone" / "parts"
     if (dest / "lm" / "config.json").is_file():
         return dest
     if not (run_dir / "final" / "config.json").is_file():
-        cfg_file = out / "backbone.yaml"
-        atomic_write_text(cfg_file, yaml.safe_dump(backbone_config(base, args.backbone_steps, tokenizer, threads)))
-        resume = any((run_dir / "checkpoints").glob("step-*"))
-        print(f"[backbone] training {args.backbone_steps} steps on {', '.join(REGION_FREE_TASKS)} -> {run_dir}",
-              file=sys.stderr, flush=True)
-        cmd = ["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"] + (["--resume"] if resume else [])
-        run(cmd, "backbone: training", threads)
+        train("backbone", backbone_config(base, args.backbone_steps, tokenizer, threads), run_dir, out, threads,
+              f"{args.backbone_steps} steps on {', '.join(REGION_FREE_TASKS)}")
     export_backbone(run_dir / "final", dest)
     return dest
 
@@ -238,15 +244,9 @@ def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: P
     final = run_dir / "final"
     row = {"variant": name, "what": what, "overrides": overrides, "budget": args.budget}
     if not (final / "config.json").is_file():
-        cfg_file = out / f"{name}.yaml"
-        atomic_write_text(cfg_file, yaml.safe_dump(variant_config(base, overrides, args.budget, tokenizer,
-                                                                     threads, args.backbone)))
-        resume = any((run_dir / "checkpoints").glob("step-*"))
-        print(f"[{name}] training {args.budget} steps -> {run_dir}{' (resuming)' if resume else ''}",
-              file=sys.stderr, flush=True)
         start = time.perf_counter()
-        cmd = ["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"] + (["--resume"] if resume else [])
-        summary = json.loads(run(cmd, f"{name}: training", threads).strip().splitlines()[-1])
+        summary, resume = train(name, variant_config(base, overrides, args.budget, tokenizer, threads, args.backbone),
+                                run_dir, out, threads, f"{args.budget} steps")
         row.update(train_seconds=round(time.perf_counter() - start, 1), last_loss=summary.get("last_loss"),
                    samples_per_s=summary.get("samples_per_s"), resumed=resume)
     else:
