@@ -9,7 +9,8 @@ from regionlm.errors import RegionError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.connectors import build_connector
 from regionlm.model.region import RegionInputs, build_region_encoder
-from regionlm.model.region.common import grid_coverage, mask_boxes, masked_pool
+from regionlm.model.region.common import (GEOMETRY_DIM, SILHOUETTE_SIZE, VELOCITY_SCALE, grid_coverage, mask_boxes,
+                                         masked_pool, region_geometry, region_silhouette)
 from regionlm.model.region.mask_pool import merge_adjacent
 from regionlm.model.region.object_tokens import OBJECT_PROJECTOR_REGISTRY
 from regionlm.model.region.roi_box import box_weights
@@ -19,7 +20,7 @@ from regionlm.regions import mask_to_box
 S, PATCH, C, D = 32, 8, 32, 64  # 32 px frames, 4x4 feature grid, vision width 32, LM width 64
 G = S // PATCH
 CONNECTORS = ("pool", "stc", "t_selector")
-ENCODERS = ("token_mark", "mask_pool", "object_tokens", "roi_box", "visual_marks")
+ENCODERS = ("token_mark", "mask_pool", "object_tokens", "roi_box", "visual_marks", "mask_pool+geometry")
 
 
 def make_config(encoder="token_mark", connector="pool", **kw) -> RegionLMConfig:
@@ -143,6 +144,66 @@ def test_mask_pool_single_frame_token_is_the_mlp_of_the_masked_mean():
     out = enc(features, inputs(masks, given), conn(features))
     expected = enc.mlp(features[0, 1, 1:3, 0].mean(0))
     assert torch.allclose(out.region_embeds[0][0], expected, atol=1e-6)
+
+
+def test_region_geometry_centre_size_and_velocity():
+    # a 8x8 square at columns 0-7 on frame 0, 8-15 on frame 1, hidden on frame 2, columns 24-31 on frame 3
+    t = 4
+    masks = torch.zeros(1, 1, t, S, S)
+    for f, c0 in ((0, 0), (1, 8), (3, 24)):
+        masks[0, 0, f, 8:16, c0:c0 + 8] = 1
+    g = region_geometry(masks, torch.ones(1, 1, t, dtype=torch.bool))[0, 0]
+    assert g.shape == (t, GEOMETRY_DIM)
+    step = 8 / S * VELOCITY_SCALE  # a quarter of the frame per clip frame, scaled
+    assert torch.allclose(g[0], torch.tensor([4 / S - 0.5, 12 / S - 0.5, 0.25, 0.25, step, 0.0, 1.0]))
+    assert torch.allclose(g[1, 4:], torch.tensor([step, 0.0, 1.0]))  # frame 1 -> 3: 16 px over 2 frames
+    assert torch.equal(g[2], torch.zeros(GEOMETRY_DIM))  # not seen: nothing
+    assert torch.allclose(g[3, 4:], torch.tensor([step, 0.0, 1.0]))  # the last frame looks back
+    # shown on its first frame only: where it is, but no velocity
+    first = region_geometry(masks, torch.tensor([[[True, False, False, False]]]))[0, 0]
+    assert torch.allclose(first[0], torch.tensor([4 / S - 0.5, 12 / S - 0.5, 0.25, 0.25, 0.0, 0.0, 0.0]))
+    assert torch.equal(first[1:], torch.zeros(t - 1, GEOMETRY_DIM))
+
+
+def test_region_geometry_tells_moving_from_still_with_the_same_appearance():
+    t = 3
+    still = cell_mask(t, {(0, f): (1, 2, 1, 2) for f in range(t)})
+    moving = cell_mask(t, {(0, f): (1, 2, f, f + 1) for f in range(t)})
+    features = torch.zeros(1, t, G, G, C)  # the same appearance everywhere: only geometry can tell them apart
+
+    def tokens(masks, **kw):
+        torch.manual_seed(0)
+        model = RegionLMForConditionalGeneration(make_config("mask_pool", **kw))
+        enc, conn = model.region_encoder, model.connector
+        return enc(features, inputs(masks), conn(features)).region_embeds[0]
+
+    assert torch.equal(tokens(still), tokens(moving))  # plain mask pooling: the same
+    assert not torch.allclose(tokens(still, region_geometry=True), tokens(moving, region_geometry=True))
+    model = RegionLMForConditionalGeneration(make_config("mask_pool", region_geometry=True))
+    assert 0.1 < float(model.region_encoder.geometry.weight.detach().std()) < 0.3  # seen at once (mask_pool.py)
+    with pytest.raises(ValueError, match="region_geometry is a mask_pool option"):
+        make_config("roi_box", region_geometry=True)
+    with pytest.raises(ValueError, match="region_silhouette is a mask_pool option"):
+        make_config("token_mark", region_silhouette=True)
+
+
+def test_region_silhouette_is_the_shape_inside_the_box_at_any_size_and_place():
+    k = SILHOUETTE_SIZE
+    masks = torch.zeros(1, 4, 2, S, S)
+    masks[0, 0, 0, 2:8, 3:9] = 1  # a 6x6 box prompt
+    masks[0, 1, 0, 0:12, 0:12] = 1  # an L: a 12x12 square less its top-right 6x6 quarter
+    masks[0, 1, 0, 0:6, 6:12] = 0
+    masks[0, 2, 0, 20:26, 20:26] = 1  # the same L at half the size, elsewhere
+    masks[0, 2, 0, 20:23, 23:26] = 0
+    masks[0, 3, 1, 4:8, 4:8] = 1  # seen on a frame that is not given
+    given = torch.tensor([[[True, False]] * 3 + [[True, False]]])
+    g = region_silhouette(masks, given)
+    assert g.shape == (1, 4, 2, k * k)
+    assert torch.equal(g[0, 0, 0], torch.ones(k * k))
+    ell = torch.ones(k, k)
+    ell[: k // 2, k // 2:] = 0
+    assert torch.equal(g[0, 1, 0].reshape(k, k), ell) and torch.equal(g[0, 2, 0], g[0, 1, 0])
+    assert torch.equal(g[0, :, 1], torch.zeros(4, k * k))  # not given or empty: zeros
 
 
 # ------------------------------------------------------------------ token_mark (Omni-RGPT)
@@ -468,7 +529,9 @@ def _batch(config, t=3):
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_end_to_end_loss_backward_and_region_gradients(encoder, connector):
     torch.manual_seed(0)
-    config = make_config(encoder, connector)
+    extra = {"region_geometry": True, "region_silhouette": True} if encoder.endswith("+geometry") else {}
+    encoder = encoder.split("+")[0]
+    config = make_config(encoder, connector, **extra)
     model = RegionLMForConditionalGeneration(config).train()
     captured, seen_pixels = [], []
 
@@ -502,7 +565,9 @@ def test_end_to_end_loss_backward_and_region_gradients(encoder, connector):
 
 
 @pytest.mark.parametrize("encoder,connector,extra", [("token_mark", "stc", {}),
-                                                     ("object_tokens", "pool", {"object_projector": "attention"})])
+                                                     ("object_tokens", "pool", {"object_projector": "attention"}),
+                                                     ("mask_pool", "pool", {"region_geometry": True,
+                                                                            "region_silhouette": True})])
 def test_inference_has_no_aux_loss_and_weights_round_trip(tmp_path, encoder, connector, extra):
     torch.manual_seed(0)
     config = make_config(encoder, connector, **extra)

@@ -149,6 +149,28 @@ def test_parts_and_set_trainable():
     assert all(p.requires_grad == n_.startswith("connector.") for n_, p in model.named_parameters())
 
 
+def test_init_from_may_add_a_part_but_not_drop_one(tmp_path):
+    """model.config next to init_from switches on an option that adds a part: every saved weight is kept and the
+    new part starts from its init; an option that would drop weights is refused."""
+    from regionlm.model import RegionLMForConditionalGeneration
+
+    base = toy("x")
+    base["model"]["config"].update(region_encoder="mask_pool", pixel_recon_alpha=1.0)
+    saved = build_model(config_from_dict(base))
+    saved.save_pretrained(tmp_path / "saved")
+    grown = build_model(config_from_dict(toy("x", model={"init_from": str(tmp_path / "saved"),
+                                                         "config": {"region_geometry": True}})))
+    assert grown.config.region_geometry and not saved.config.region_geometry
+    old, new = saved.state_dict(), grown.state_dict()
+    assert set(new) - set(old) == {"region_encoder.geometry.weight", "region_encoder.geometry.bias"}
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    assert float(new["region_encoder.geometry.weight"].std()) > 0.1  # its own init (mask_pool.EMBEDDING_INIT_STD)
+    assert isinstance(grown, RegionLMForConditionalGeneration)
+    with pytest.raises(RegionLMError, match="would drop or reshape saved weights"):
+        build_model(config_from_dict(toy("x", model={"init_from": str(tmp_path / "saved"),
+                                                     "config": {"pixel_recon_alpha": 0.0}})))
+
+
 def test_each_stage_changes_only_its_parts(tmp_path):
     cfg = toy(tmp_path / "run", checkpoint_every=4)  # checkpoints at the end of stage 1 (4) and 8, 12
     cfg["stages"] = [{"name": "align", "steps": 4, "lr": 1e-2, "trainable": ["connector"]},

@@ -54,6 +54,8 @@ class RegionLMConfig(PreTrainedConfig):
     guide_alpha: float = 0.5  # loss = L_LM + alpha * L_aux
     temporal_merge: bool = True  # mask_pool: merge similar adjacent frame tokens
     merge_tokens: int = 4  # mask_pool: u, tokens per region after the merge
+    region_geometry: bool = False  # mask_pool: add an embedding of the mask's centre, size and velocity per frame
+    region_silhouette: bool = False  # mask_pool: add an embedding of the mask's shape inside its box per frame
     object_projector: str = "mlp"  # object_tokens: the paper's ablation choices
     max_objects: int = 64  # object_tokens: at most this many <obj> tokens
     roi_grid: int = 2  # roi_box: grid x grid box cells + 1 whole-box token per region
@@ -77,6 +79,9 @@ class RegionLMConfig(PreTrainedConfig):
             raise ValueError(f"region_encoder must be one of {REGION_ENCODERS}, got {self.region_encoder!r}")
         if self.object_projector not in OBJECT_PROJECTORS:
             raise ValueError(f"object_projector must be one of {OBJECT_PROJECTORS}, got {self.object_projector!r}")
+        for option in ("region_geometry", "region_silhouette"):
+            if getattr(self, option) and self.region_encoder != "mask_pool":
+                raise ValueError(f"{option} is a mask_pool option; region_encoder is {self.region_encoder!r}")
         if self.region_encoder == "token_mark" and self.num_marks < self.max_regions:
             raise ValueError(f"num_marks ({self.num_marks}) must be >= max_regions ({self.max_regions})")
 

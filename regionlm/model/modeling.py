@@ -39,7 +39,7 @@ class RegionLMPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         # Only the parts this file adds; the vision tower and the LM initialise themselves.
-        std = 0.02
+        std = getattr(module, "init_std", 0.02)  # a layer may ask for its own scale (mask_pool's embeddings)
         if isinstance(module, (nn.Linear, nn.Conv3d)):
             nn.init.normal_(module.weight, std=std)
             if module.bias is not None:

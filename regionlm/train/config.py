@@ -1,6 +1,7 @@
 """Training configuration: dataclasses read from a YAML file, every default in one place.
 
-    model:      {config: {RegionLMConfig kwargs}} | {init_from: DIR} | + vision_path / lm_path (local HF folders)
+    model:      {config: {RegionLMConfig kwargs}} | {init_from: DIR[, config: options that add parts]}
+                | + vision_path / lm_path (local HF folders)
     tokenizer:  {path: DIR} or trained on the RegionWorld corpus ({vocab_size, corpus_videos, corpus_seed})
     data:       {source: world|toy, split, seed, num_frames, tasks: {task: weight}, first_frame_only,
                  examples_per_video, world: {WorldConfig options}}
@@ -34,7 +35,9 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass
 class ModelSpec:
     """Where the weights come from. ``config`` is passed to RegionLMConfig; ``init_from`` loads a saved RegionLM
-    (then ``config`` must be empty); ``vision_path`` / ``lm_path`` load real checkpoints into the two parts."""
+    (then ``config`` may only switch on options that add parts, e.g. ``region_geometry``: the new part starts from
+    its init and every saved weight is kept); ``vision_path`` / ``lm_path`` load real checkpoints into the two
+    parts."""
 
     config: dict = field(default_factory=dict)
     init_from: Optional[str] = None
@@ -190,9 +193,8 @@ def _validate(cfg: TrainConfig, where: str) -> None:
     for key in cfg.model.config:
         if key not in known:
             raise RegionLMError(f"{where}: unknown key 'model.config.{key}' (not a RegionLMConfig option)")
-    if cfg.model.init_from and (cfg.model.config or cfg.model.vision_path or cfg.model.lm_path):
-        raise RegionLMError(f"{where}: model.init_from loads a saved model; leave model.config, vision_path and "
-                            f"lm_path out")
+    if cfg.model.init_from and (cfg.model.vision_path or cfg.model.lm_path):
+        raise RegionLMError(f"{where}: model.init_from loads a saved model; leave vision_path and lm_path out")
     for key in ("init_from", "vision_path", "lm_path"):
         path = getattr(cfg.model, key)
         if path and not Path(path).is_dir():

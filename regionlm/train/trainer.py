@@ -274,7 +274,16 @@ def build_model(cfg: TrainConfig, tokenizer=None):
         vocab = tokenizer.get_vocab()
         ids = {key: vocab[tok] for key, tok in REGION_TOKENS.items()}
     if spec.init_from:
-        model = RegionLMForConditionalGeneration.from_pretrained(spec.init_from, dtype=torch.float32)
+        try:
+            model, info = RegionLMForConditionalGeneration.from_pretrained(
+                spec.init_from, dtype=torch.float32, output_loading_info=True, **spec.config)
+        except (ValueError, TypeError, RuntimeError) as err:
+            raise RegionLMError(f"model.init_from: {spec.init_from} with model.config {spec.config}: "
+                                f"{str(err).splitlines()[0]}") from None
+        dropped = sorted(info.get("unexpected_keys") or []) + sorted(info.get("mismatched_keys") or [])
+        if dropped:  # model.config may add parts (they start from their init), never lose or reshape saved ones
+            raise RegionLMError(f"model.init_from: model.config {spec.config} would drop or reshape saved "
+                                f"weights of {spec.init_from} ({', '.join(map(str, dropped[:3]))})")
         for key, value in ids.items():
             if getattr(model.config, key) != value:
                 raise RegionLMError(f"model.init_from: {spec.init_from} has {key}={getattr(model.config, key)}, "

@@ -61,6 +61,69 @@ def mask_boxes(masks: torch.Tensor, threshold: float = 0.5):
     return boxes * nonempty[..., None], nonempty
 
 
+GEOMETRY_DIM = 7  # centre x, y (from the frame's centre), box w, h, velocity x, y, velocity known
+VELOCITY_SCALE = 10.0  # a clip frame moves an object a few hundredths of the frame: bring it near unit size
+
+
+def region_geometry(masks: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+    """Where a region is and how it moves, per frame, from its masks alone: (B, R, T, S, S), (B, R, T) bool ->
+    (B, R, T, GEOMETRY_DIM). Coordinates are fractions of the frame: the mask's centroid minus 0.5, its box's
+    width and height, and its velocity in frame-fractions per clip frame (x VELOCITY_SCALE) to the next frame
+    where it is given and seen (from the previous one on its last such frame), with a flag saying whether a
+    velocity could be measured (a region shown on one frame has none). Frames not given or empty are zeros."""
+    b, r, t, s_h, s_w = masks.shape
+    m = masks.to(torch.float32)
+    area = m.sum(dim=(-2, -1))
+    seen = given & (area > 0)
+    ys = (torch.arange(s_h, dtype=m.dtype, device=m.device) + 0.5) / s_h
+    xs = (torch.arange(s_w, dtype=m.dtype, device=m.device) + 0.5) / s_w
+    safe = area.clamp_min(1e-6)
+    centre = torch.stack([(m.sum(dim=-2) * xs).sum(-1) / safe, (m.sum(dim=-1) * ys).sum(-1) / safe], dim=-1)
+    boxes, _ = mask_boxes(m)
+    size = torch.stack([(boxes[..., 2] - boxes[..., 0]) / s_w, (boxes[..., 3] - boxes[..., 1]) / s_h], dim=-1)
+    # the nearest seen frame after (and before) each frame; -1 where there is none
+    after = torch.full((b, r, t), -1, dtype=torch.long, device=m.device)
+    before = torch.full((b, r, t), -1, dtype=torch.long, device=m.device)
+    for k in range(t - 2, -1, -1):
+        after[..., k] = torch.where(seen[..., k + 1], k + 1, after[..., k + 1])
+    for k in range(1, t):
+        before[..., k] = torch.where(seen[..., k - 1], k - 1, before[..., k - 1])
+    frame = torch.arange(t, device=m.device).expand(b, r, t)
+    other = torch.where(after >= 0, after, before)
+    known = seen & (other >= 0)
+    gap = (other - frame).to(m.dtype)
+    gap = torch.where(known, gap, torch.ones_like(gap))
+    moved = torch.gather(centre, 2, other.clamp_min(0)[..., None].expand(b, r, t, 2)) - centre
+    velocity = moved / gap[..., None] * known[..., None] * VELOCITY_SCALE
+    geometry = torch.cat([centre - 0.5, size, velocity, known[..., None].to(m.dtype)], dim=-1)
+    return (geometry * seen[..., None]).to(masks.dtype)
+
+
+SILHOUETTE_SIZE = 6  # a silhouette is the mask inside its box resampled to 6x6 cells
+
+
+def region_silhouette(masks: torch.Tensor, given: torch.Tensor, k: int = SILHOUETTE_SIZE) -> torch.Tensor:
+    """The mask's shape inside its own box, per frame: (B, R, T, S, S), (B, R, T) -> (B, R, T, k * k), each cell
+    the share of it the mask covers (sampled at 4x4 points per cell), so the same shape gives the same silhouette
+    at any size or place (Ferret samples the free-form region for the same reason). A box prompt gives all ones;
+    frames not given or empty are zeros."""
+    b, r, t, s_h, s_w = masks.shape
+    m = masks.to(torch.float32).reshape(-1, 1, s_h, s_w)
+    boxes, nonempty = mask_boxes(m[:, 0])
+    # normalised [-1, 1] corners of each box, for grid_sample (align_corners=False: pixel edges at +-1)
+    x1, y1 = boxes[:, 0] / s_w * 2 - 1, boxes[:, 1] / s_h * 2 - 1
+    x2, y2 = boxes[:, 2] / s_w * 2 - 1, boxes[:, 3] / s_h * 2 - 1
+    n = 4 * k
+    steps = (torch.arange(n, dtype=m.dtype, device=m.device) + 0.5) / n
+    gx = x1[:, None] + (x2 - x1)[:, None] * steps  # (N, n)
+    gy = y1[:, None] + (y2 - y1)[:, None] * steps
+    grid = torch.stack([gx[:, None, :].expand(-1, n, n), gy[:, :, None].expand(-1, n, n)], dim=-1)
+    sampled = F.grid_sample(m, grid, mode="nearest", align_corners=False)  # (N, 1, n, n)
+    cells = F.avg_pool2d(sampled, 4).reshape(b, r, t, k * k)
+    seen = (given & nonempty.reshape(b, r, t))[..., None]
+    return (cells * seen).to(masks.dtype)
+
+
 def region_slots(regions) -> list:
     """Per sample, the indices of its valid region slots, in order (the order of its `<region>` placeholders)."""
     if regions.masks is None:

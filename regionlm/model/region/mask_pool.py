@@ -6,6 +6,14 @@
    adjacent pair (cosine similarity) is merged into its size-weighted mean, repeatedly, until
    ``config.merge_tokens`` (u) tokens remain. Single-frame regions stay one token; ``temporal_merge=False`` keeps
    one token per given frame.
+   With ``config.region_geometry`` each frame's pooled feature first gets a learned embedding of where the mask is
+   and how it moves (common.region_geometry: centre, size, velocity), added before the merge; with
+   ``config.region_silhouette`` one of the mask's shape inside its box (common.region_silhouette; Ferret samples
+   the free-form region for the same reason). Pooled appearance carries position only as averaged position
+   embeddings and loses a small object's outline on a coarse grid. Both are off by default: switched on for the
+   shipped model and trained 1,500 more steps, its LM did not read them (configs/geometry_finetune.yaml,
+   benchmarks/geometry_probe.py, docs/RESULTS.md); whether a model trained with them from the start does is
+   not measured yet.
 3. The encoder's own two-layer MLP maps the tokens to the LM's width; they replace the region's `<region>`
    placeholders (``config.tokens_per_region(n_given)`` of them).
 """
@@ -18,7 +26,12 @@ import torch.nn.functional as F
 from regionlm.model.connectors import Projector
 
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
-from .common import check_resolution, empty_embeds, given_frames, grid_coverage, masked_pool, region_slots
+from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, check_resolution, empty_embeds, given_frames, grid_coverage,
+                     masked_pool, region_geometry, region_silhouette, region_slots)
+
+
+EMBEDDING_INIT_STD = 0.2  # the geometry / silhouette embeddings' initial weights (the trained tower's features
+#   spread ~0.5 per channel around their mean; the 0.02 of the other new layers would add ~1% to them)
 
 
 def merge_adjacent(tokens: torch.Tensor, u: int, sizes: torch.Tensor | None = None):
@@ -50,6 +63,14 @@ class MaskPoolEncoder(RegionEncoder):
         super().__init__(config, connector)
         self.mlp = Projector(int(config.vision_config.hidden_size), int(config.text_config.hidden_size),
                              config.projector_hidden_act)
+        if config.region_geometry:
+            self.geometry = torch.nn.Linear(GEOMETRY_DIM, int(config.vision_config.hidden_size))
+            # modeling._init_weights: large enough to be seen at once (started at zero on a trained model, 1,500
+            # steps moved its weights ~0.01 against features spread ~0.5)
+            self.geometry.init_std = EMBEDDING_INIT_STD
+        if config.region_silhouette:
+            self.silhouette = torch.nn.Linear(SILHOUETTE_SIZE ** 2, int(config.vision_config.hidden_size))
+            self.silhouette.init_std = EMBEDDING_INIT_STD / SILHOUETTE_SIZE  # 36 inputs in [0, 1], not 7 near 0
 
     def frame_tokens(self, pooled: torch.Tensor, frames: list) -> torch.Tensor:
         """The pooled features of one region on its given frames -> its tokens before the MLP."""
@@ -66,7 +87,12 @@ class MaskPoolEncoder(RegionEncoder):
             return RegionEncoding(region_embeds=empty_embeds(b, context.tokens.shape[-1], context.tokens))
         check_resolution(regions, self.config.image_size)
         cover = grid_coverage(regions.given_masks().to(features.dtype), h, w)
-        pooled, _ = masked_pool(features, cover)  # (B, R, T, C)
+        pooled, area = masked_pool(features, cover)  # (B, R, T, C), (B, R, T)
+        seen = (area > 0)[..., None].to(pooled.dtype)  # embeddings only where seen: an empty frame stays zero
+        if self.config.region_geometry:
+            pooled = pooled + self.geometry(region_geometry(regions.masks, regions.given).to(pooled.dtype)) * seen
+        if self.config.region_silhouette:
+            pooled = pooled + self.silhouette(region_silhouette(regions.masks, regions.given).to(pooled.dtype)) * seen
         per_sample = []
         for i, slots in enumerate(region_slots(regions)):
             tokens = [self.frame_tokens(pooled[i, r], given_frames(regions, i, r)) for r in slots]
