@@ -5,6 +5,7 @@ tokenizer and number of steps (--budget), then scored with `regionlm eval` on th
   world-q   region multiple choice (overall) and region_swap (does the answer follow the region?)
   world-sot single-object tracking from a first-frame box (success AUC)
   world-vqa video-level questions (overall)
+and region MC against mask_pool on the same questions (paired bootstrap, 95% interval).
 Variants (one per line of VARIANTS): token_mark with / without the guide head, mask_pool with / without the
 temporal merge, object_tokens, roi_box, text_coords, visual_marks (all on the pool connector, 128 context tokens
 for 8 frames), then the connectors with token_mark: t_selector at the pool's budget (16 tokens per frame), and stc
@@ -70,6 +71,9 @@ EVALS = [("world-q", "limit_q", ("overall", "region_swap")), ("world-sot", "limi
          ("world-vqa", "limit_vqa", ("overall",))]
 COLUMNS = [("world-q", "overall", "region MC"), ("world-q", "region_swap", "swap"), ("world-sot", "auc", "SOT AUC"),
            ("world-vqa", "overall", "video QA")]
+# region MC is also given against this variant on the same questions, with a paired bootstrap interval: at a few
+# hundred questions a few points separate nothing, and the interval says how many do
+REFERENCE = "mask_pool"
 
 
 # tasks whose prompts carry no region: what a shared backbone may learn without favouring any region encoder
@@ -206,7 +210,7 @@ def main() -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(one, name) for name in names]:
             future.result()
-    table = markdown(results, names)
+    table = markdown(results, names, out)
     print(table)
     if args.doc:
         put_in_doc(Path(args.doc), table, "compare_encoders_backbone" if args.backbone_steps else "compare_encoders")
@@ -261,9 +265,39 @@ def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: P
     return row
 
 
-def markdown(results: dict, names: list) -> str:
-    head = "| variant | what | " + " | ".join(c[2] for c in COLUMNS) + " | final loss | train min |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+def paired_difference(a: dict, b: dict, rounds: int = 2000, seed: int = 0):
+    """Percent right of ``a`` minus ``b`` ({question id: right?}) on the questions both answered, with the 95%
+    interval of a paired bootstrap over those questions: (difference, low, high, n), or None if none is shared."""
+    import numpy as np
+
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return None
+    d = np.array([float(a[i]) - float(b[i]) for i in ids]) * 100
+    draws = np.random.default_rng(seed).integers(0, len(d), size=(rounds, len(d)))
+    means = d[draws].mean(axis=1)
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(ids)
+
+
+def mc_answers(out: Path, name: str) -> dict:
+    """{question id: right?} of a variant's world-q evaluation under OUT/evals ({} if it has none)."""
+    path = out / "evals" / name / "world-q" / "results.json"
+    if not path.is_file():
+        return {}
+    return {s["id"]: bool(s["correct"]) for s in json.loads(path.read_text()).get("per_sample", [])}
+
+
+def versus_reference(out: Path | None, name: str) -> str:
+    if out is None or name == REFERENCE:
+        return "-"
+    diff = paired_difference(mc_answers(out, name), mc_answers(out, REFERENCE))
+    return "-" if diff is None else f"{diff[0]:+.1f} [{diff[1]:+.1f}, {diff[2]:+.1f}]"
+
+
+def markdown(results: dict, names: list, out: Path | None = None) -> str:
+    head = ("| variant | what | " + " | ".join(c[2] for c in COLUMNS) + f" | region MC vs {REFERENCE} (95%) "
+            "| final loss | train min |")
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 5)]
     for name in names:
         r = results.get(name)
         if not r:
@@ -274,7 +308,8 @@ def markdown(results: dict, names: list) -> str:
             cells.append("-" if v is None else f"{v:.1f}")
         loss = "-" if r.get("last_loss") is None else f"{r['last_loss']:.3f}"
         mins = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
-        lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {loss} | {mins} |")
+        lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {versus_reference(out, name)} "
+                     f"| {loss} | {mins} |")
     return "\n".join(lines)
 
 
@@ -284,7 +319,7 @@ def write(out: Path, results: dict, args) -> None:
               "limits": {"world-q": args.limit_q, "world-sot": args.limit_track, "world-vqa": args.limit_vqa},
               "variants": results}
     atomic_write_text(out / "compare_encoders.json", json.dumps(report, indent=2))
-    atomic_write_text(out / "compare_encoders.md", markdown(results, list(results)) + "\n")
+    atomic_write_text(out / "compare_encoders.md", markdown(results, list(results), out) + "\n")
 
 
 def put_in_doc(doc: Path, table: str, marker: str = "compare_encoders") -> None:

@@ -1,8 +1,10 @@
 """benchmarks/compare_encoders.py: the variants' configs (from scratch and on a shared backbone), and the backbone's
-export into Hugging Face folders that the real path's loader (model.vision_path / lm_path) reads back exactly."""
+export into Hugging Face folders that the real path's loader (model.vision_path / lm_path) reads back exactly,
+and the paired comparison of region MC against mask_pool."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -92,3 +94,24 @@ def test_a_results_folder_of_another_run_is_refused(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as err:
         ce.main()
     assert "--budget 30 --backbone-steps 0" in str(err.value) and "another --out" in str(err.value)
+
+
+def test_paired_difference_and_its_interval():
+    a = {f"q{i}": i % 2 == 0 for i in range(200)}  # right on half
+    b = {f"q{i}": i % 4 == 0 for i in range(200)}  # right on a quarter, always where a is right too
+    diff, low, high, n = ce.paired_difference(a, b)
+    assert n == 200 and diff == pytest.approx(25.0) and low < 25.0 < high and low > 15
+    assert ce.paired_difference(a, a)[:3] == (0.0, 0.0, 0.0)  # the same answers: no spread
+    assert ce.paired_difference({"x": True}, {"y": True}) is None  # nothing shared
+
+
+def test_the_table_gives_region_mc_against_mask_pool(tmp_path):
+    for name, right in (("mask_pool", [True, True, False, False]), ("roi_box", [True, False, False, False])):
+        folder = tmp_path / "evals" / name / "world-q"
+        folder.mkdir(parents=True)
+        samples = [{"id": f"q{i}", "correct": r} for i, r in enumerate(right)]
+        (folder / "results.json").write_text(json.dumps({"per_sample": samples}))
+    results = {n: {"what": n, "world-q": {"overall": v}} for n, v in (("mask_pool", 50.0), ("roi_box", 25.0))}
+    rows = ce.markdown(results, ["mask_pool", "roi_box"], tmp_path).splitlines()
+    assert "region MC vs mask_pool (95%)" in rows[0]
+    assert rows[2].split(" | ")[6] == "-" and rows[3].split(" | ")[6].startswith("-25.0 [")
