@@ -287,10 +287,11 @@ def mc_answers(out: Path, name: str) -> dict:
     return {s["id"]: bool(s["correct"]) for s in json.loads(path.read_text()).get("per_sample", [])}
 
 
-def versus_reference(out: Path | None, name: str) -> str:
+def versus_reference(out: Path | None, name: str, reference: dict) -> str:
+    """The region MC cell against REFERENCE, whose answers ({question id: right?}) are ``reference``."""
     if out is None or name == REFERENCE:
         return "-"
-    diff = paired_difference(mc_answers(out, name), mc_answers(out, REFERENCE))
+    diff = paired_difference(mc_answers(out, name), reference)
     return "-" if diff is None else f"{diff[0]:+.1f} [{diff[1]:+.1f}, {diff[2]:+.1f}]"
 
 
@@ -298,6 +299,7 @@ def markdown(results: dict, names: list, out: Path | None = None) -> str:
     head = ("| variant | what | " + " | ".join(c[2] for c in COLUMNS) + f" | region MC vs {REFERENCE} (95%) "
             "| final loss | train min |")
     lines = [head, "|" + "---|" * (len(COLUMNS) + 5)]
+    reference = mc_answers(out, REFERENCE) if out is not None else {}  # read once, not once per row
     for name in names:
         r = results.get(name)
         if not r:
@@ -308,8 +310,8 @@ def markdown(results: dict, names: list, out: Path | None = None) -> str:
             cells.append("-" if v is None else f"{v:.1f}")
         loss = "-" if r.get("last_loss") is None else f"{r['last_loss']:.3f}"
         mins = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
-        lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {versus_reference(out, name)} "
-                     f"| {loss} | {mins} |")
+        versus = versus_reference(out, name, reference)
+        lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {versus} | {loss} | {mins} |")
     return "\n".join(lines)
 
 
