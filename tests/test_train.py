@@ -386,6 +386,26 @@ def test_resume_on_regionworld_with_token_marks(tmp_path, world_tokenizer):
     assert_same_weights(weights(tmp_path / "full" / "final"), weights(tmp_path / "parted" / "final"))
 
 
+def test_resume_with_data_workers(tmp_path, world_tokenizer):
+    """With batches rendered by 2 DataLoader workers, a run stopped after an odd number of batches (so the resumed
+    loader's worker 0 serves what was worker 1's turn) resumes bit for bit; 1 worker is the in-loop order."""
+    cfgs = {}
+    for name, workers in (("full", 2), ("parted", 2), ("one", 1), ("inline", 0)):
+        cfg = world(tmp_path / name, world_tokenizer, checkpoint_every=3, grad_accum=1)
+        cfg["data"]["workers"] = workers
+        cfg["stages"] = [{"name": "all", "steps": 5, "lr": 3e-3, "trainable": ["connector", "language_model"]}]
+        cfgs[name] = cfg
+    run(cfgs["full"])
+    run(cfgs["parted"], max_steps=3)
+    run(cfgs["parted"], resume=True)
+    assert_same_weights(weights(tmp_path / "full" / "final"), weights(tmp_path / "parted" / "final"))
+    run(cfgs["one"])
+    run(cfgs["inline"])
+    assert_same_weights(weights(tmp_path / "one" / "final"), weights(tmp_path / "inline" / "final"))
+    with pytest.raises(RegionLMError, match="data.workers"):
+        run({**cfgs["full"], "data": {**cfgs["full"]["data"], "workers": -1}, "out_dir": str(tmp_path / "bad")})
+
+
 def test_a_finished_run_resumes_into_appended_stages(tmp_path):
     """A run of stage 1 alone, resumed with stage 2 appended, equals running both stages in one go; changing a
     stage that already ran (or dropping one) is refused."""

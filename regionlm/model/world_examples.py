@@ -443,6 +443,8 @@ class WorldTaskStream(IterableDataset):
     the same, in the order the DataLoader interleaves its workers.
     """
 
+    split_by_workers = True  # False: a DataLoader worker that shards by itself (the trainer's) takes it whole
+
     def __init__(self, cfg=None, split: str = "train", seed: int = 0, task_weights: Optional[dict] = None,
                  num_frames: Optional[int] = None, examples_per_video: int = 4, start: int = 0,
                  num_examples: Optional[int] = None, rank: Optional[int] = None, world_size: Optional[int] = None,
@@ -488,7 +490,7 @@ class WorldTaskStream(IterableDataset):
     def __iter__(self):
         from torch.utils.data import get_worker_info
 
-        info = get_worker_info()
+        info = get_worker_info() if self.split_by_workers else None
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epv = self.examples_per_video
         j = self.start // epv

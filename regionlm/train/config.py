@@ -70,6 +70,9 @@ class DataSpec:
     first_frame_only: float = 0.5  # probability that a region is shown on its first frame only
     examples_per_video: int = 4  # world: examples drawn from each rendered video
     world: dict = field(default_factory=dict)  # world: WorldConfig options (size, frames, objects, ...)
+    # world: processes rendering batches beside the training loop (0: in the loop). Batch n comes from worker
+    # n % workers, so the order depends on this number: a run resumes with the same value.
+    workers: int = 0
 
 
 @dataclass
@@ -222,6 +225,8 @@ def _validate(cfg: TrainConfig, where: str) -> None:
     for key in ("batch_size", "grad_accum", "checkpoint_every", "log_every", "keep_checkpoints"):
         if getattr(cfg, key) < 1:
             raise RegionLMError(f"{where}: {key} must be >= 1, got {getattr(cfg, key)}")
+    if not isinstance(cfg.data.workers, int) or cfg.data.workers < 0:
+        raise RegionLMError(f"{where}: data.workers must be an integer >= 0, got {cfg.data.workers!r}")
     if cfg.data.num_frames < 1 or not 0 <= cfg.data.first_frame_only <= 1:
         raise RegionLMError(f"{where}: data.num_frames must be >= 1 and data.first_frame_only in [0, 1]")
     for task, weight in cfg.data.tasks.items():

@@ -137,7 +137,8 @@ class WorldSource(DataSource):
             raise RegionLMError(f"data.tasks: {err}") from None
         self.processor = RegionLMProcessor(tokenizer, model_config)
 
-    def batches(self, start):
+    def stream(self, start: int, shard: int = 0, shards: int = 1):
+        """This rank's examples from ``start`` on; ``shard`` of ``shards`` splits them further (data workers)."""
         from dataclasses import replace
 
         from regionlm.model.world_examples import ExampleOptions, WorldTaskStream
@@ -145,16 +146,58 @@ class WorldSource(DataSource):
         d = self.cfg.data
         options = replace(ExampleOptions(), first_frame_only=d.first_frame_only,
                           with_objects=self.model_config.uses_objects)
-        stream = WorldTaskStream(self.world_cfg, d.split, d.seed, d.tasks or None, d.num_frames,
-                                 examples_per_video=d.examples_per_video, start=start, rank=self.rank,
-                                 world_size=self.world, options=options)
+        return WorldTaskStream(self.world_cfg, d.split, d.seed, d.tasks or None, d.num_frames,
+                               examples_per_video=d.examples_per_video, start=start,
+                               rank=self.rank * shards + shard, world_size=self.world * shards, options=options)
+
+    def _batches_from(self, stream):
         it = iter(stream)
         while True:
             examples = [next(it) for _ in range(self.cfg.batch_size)]
             yield self.processor(examples, train=True), [ex.task for ex in examples]
 
+    def batches(self, start):
+        workers = self.cfg.data.workers
+        if workers == 0:
+            yield from self._batches_from(self.stream(start))
+            return
+        if start % self.cfg.batch_size:
+            raise RegionLMError(f"data.workers: the run stopped mid-batch (position {start}); resume it with "
+                                f"data.workers: 0")
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(_WorkerBatches(self, start // self.cfg.batch_size), batch_size=None,
+                            num_workers=workers, prefetch_factor=4, worker_init_fn=_one_thread,
+                            pin_memory=torch.cuda.is_available(),
+                            generator=torch.Generator().manual_seed(0))  # keeps the global RNG (resume) untouched
+        yield from loader
+
     def save(self, out_dir):
         self.processor.save_pretrained(out_dir)
+
+
+def _one_thread(_worker_id):
+    torch.set_num_threads(1)  # the workers share the cores; each renders with one
+
+
+class _WorkerBatches(torch.utils.data.IterableDataset):
+    """A WorldSource's batches rendered by DataLoader workers. The loader takes one batch from each worker in
+    turn starting at worker 0, so worker w serves the batches b >= start with b % W == (start + w) % W, each built
+    from its own shard of the rank's stream: batch b is the same for any start, which keeps resume exact."""
+
+    def __init__(self, source: WorldSource, start: int):
+        self.source, self.start = source, start
+
+    def __iter__(self):
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        w, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        slot = (self.start + w) % workers
+        done = len(range(slot, self.start, workers))  # this slot's batches before the start
+        stream = self.source.stream(done * self.source.cfg.batch_size, shard=slot, shards=workers)
+        stream.split_by_workers = False
+        yield from self.source._batches_from(stream)
 
 
 @register_data_source("toy")
