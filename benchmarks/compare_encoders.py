@@ -1,6 +1,6 @@
 """The seeds' methods on equal terms: the same small RegionLM trained with each region encoder and each connector.
 
-Every variant is configs/default.yaml with one change (the model options below), the same data stream, seed,
+Every variant is configs/small.yaml with one change (the model options below), the same data stream, seed,
 tokenizer and number of steps (--budget), then scored with `regionlm eval` on the same held-out test split:
   world-q   region multiple choice (overall) and region_swap (does the answer follow the region?)
   world-sot single-object tracking from a first-frame box (success AUC)
@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
-# name -> (RegionLMConfig overrides of configs/default.yaml, what it stands for)
+# name -> (RegionLMConfig overrides of configs/small.yaml, what it stands for)
 VARIANTS = {
     "token_mark": ({"region_encoder": "token_mark", "guide_head": True}, "Omni-RGPT Token Marks + guide head"),
     "token_mark-noguide": ({"region_encoder": "token_mark", "guide_head": False}, "Token Marks, no guide head"),
@@ -78,7 +78,7 @@ REFERENCE = "mask_pool"
 
 # tasks whose prompts carry no region: what a shared backbone may learn without favouring any region encoder
 REGION_FREE_TASKS = ("video_qa", "rec", "rsot")
-# on a backbone: the rate at which configs/default.yaml goes on from trained weights (its stage 2)
+# on a backbone: the rate at which configs/small.yaml goes on from trained weights (its stage 2)
 BACKBONE_LR, BACKBONE_WARMUP = 5.0e-4, 100
 
 
@@ -145,7 +145,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", type=int, default=3600, help="training steps per variant (default 3600)")
     ap.add_argument("--only", help="comma-separated variant names (default: all)")
-    ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
+    ap.add_argument("--config", default=str(REPO / "configs" / "small.yaml"))
     ap.add_argument("--videos", type=int, default=200, help="videos in the held-out test split")
     ap.add_argument("--limit-q", type=int, default=400, help="world-q questions per variant (0: all)")
     ap.add_argument("--limit-track", type=int, default=100, help="world-sot sequences per variant (0: all)")

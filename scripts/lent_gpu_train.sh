@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Train configs/gpu.yaml on a lent GPU machine (the `device` tool: commands of at most 10 minutes, the machine's
+# Train configs/default.yaml on a lent GPU machine (the `device` tool: commands of at most 10 minutes, the machine's
 # disk kept between calls while it stays warm), in two calls:
 #   scripts/lent_gpu_train.sh start    measure 60 steps, size the run's one stage to fit this call and the next
-#                                      (NEXT_S seconds of training), train until this call is nearly over
+#                                      (NEXT_S seconds of training; KEEP_STEPS=1 keeps the config's count, as
+#                                      to reproduce the shipped model), train until this call is nearly over
 #   scripts/lent_gpu_train.sh finish   resume to the end; final/ and the log come back as final.tar.part-*
 #                                      (cat final.tar.part-* | tar x)
-# Wheels the machine lacks (pycocotools) travel in .whl (carry it). CALL_S: this call's limit in seconds.
+# Wheels the machine lacks travel in .whl (carry it): pycocotools 2.0.11 (cp312), transformers 5.23.0 (its own
+# 5.17 has no SubConfigSpec) and, for evaluation, av 18.1.0; fetch them with the device README's pip download
+# line. CALL_S: this call's limit in seconds.
 set -euo pipefail
 phase=${1:?start or finish}
-CALL_S=${CALL_S:-590}; NEXT_S=${NEXT_S:-500}; OUT=${OUT:-/tmp/out}; CONFIG=${CONFIG:-configs/gpu.yaml}
+CALL_S=${CALL_S:-590}; NEXT_S=${NEXT_S:-500}; OUT=${OUT:-/tmp/out}; CONFIG=${CONFIG:-configs/default.yaml}; KEEP_STEPS=${KEEP_STEPS:-0}
 t0=$(date +%s)
 left() { echo $((CALL_S - ($(date +%s) - t0))); }
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -22,14 +25,15 @@ if [ "$phase" = start ]; then
   rm -rf runs/gpu-probe runs/gpu
   train --config "$CONFIG" --out runs/gpu-probe --max-steps 60 --json > "$OUT/probe.json"
   now=$(left)
-  python3 - "$CONFIG" "$now" "$NEXT_S" <<'PY'
+  python3 - "$CONFIG" "$now" "$NEXT_S" "$KEEP_STEPS" <<'PY'
 import json, sys, yaml
-now, nxt = float(sys.argv[2]), float(sys.argv[3])
+now, nxt, keep = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
 cfg = yaml.safe_load(open(sys.argv[1]))
 # steps per second over the probe's last logged window (the first includes start-up)
 rate = [json.loads(line) for line in open("runs/gpu-probe/log.jsonl")][-1]["samples_per_s"] / cfg["batch_size"]
 first = int(rate * (now - 60))          # this call: leave a minute for start-up, checkpoint and copy-back
-total = first + int(rate * nxt)
+total = cfg["stages"][0]["steps"] if keep else first + int(rate * nxt)
+first = min(first, total)
 cfg["stages"][0]["steps"] = total
 yaml.safe_dump(cfg, open("runs/gpu.yaml", "w"), sort_keys=False)
 open("runs/gpu-first", "w").write(str(first))

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import compare_encoders as ce  # noqa: E402
 
-BASE = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+BASE = yaml.safe_load((REPO / "configs" / "small.yaml").read_text())
 
 
 def test_from_scratch_variant_is_the_first_stage_shortened(tmp_path):
