@@ -92,3 +92,17 @@ def test_the_shipped_model_grounds_expressions_among_the_true_objects(model, wor
         total += 1
     print(f"grounded {right} of {total}")
     assert total >= 8 and right >= total / 2, (right, total)
+
+
+def test_configs_default_yaml_is_the_shipped_models_recipe():
+    """The shipped weights were trained by configs/default.yaml: everything that shapes a run's trajectory (model,
+    data, stages, batch, seed, ...) is the same as in the train_config.json saved beside them."""
+    from pathlib import Path
+
+    from regionlm.train.config import TrainConfig, load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = load_config(repo / "configs" / "default.yaml").to_dict()
+    saved = json.loads((DEFAULT_MODEL_DIR / "train_config.json").read_text())
+    for key in TrainConfig.TRAJECTORY_KEYS:
+        assert recipe.get(key) == saved.get(key), key
