@@ -406,6 +406,40 @@ def test_resume_with_data_workers(tmp_path, world_tokenizer):
         run({**cfgs["full"], "data": {**cfgs["full"]["data"], "workers": -1}, "out_dir": str(tmp_path / "bad")})
 
 
+def test_a_run_from_before_an_option_existed_resumes(tmp_path, world_tokenizer):
+    """A checkpoint whose saved config lacks data options added later (workers, multi_frame_prob) resumes, their
+    defaults being the old behaviour; a run that sets one of them to another value is still refused."""
+    cfg = world(tmp_path / "run", world_tokenizer, checkpoint_every=2)
+    cfg["stages"] = [{"name": "all", "steps": 4, "lr": 3e-3, "trainable": ["connector"]}]
+    run(cfg, max_steps=2)
+    state_path = latest_checkpoint(tmp_path / "run") / "state.json"
+    state = json.loads(state_path.read_text())
+    for key in ("workers", "multi_frame_prob"):
+        del state["config"]["data"][key]
+    state_path.write_text(json.dumps(state))
+    changed = {**cfg, "data": {**cfg["data"], "multi_frame_prob": 0.9}}
+    with pytest.raises(RegionLMError, match="'data' differs"):
+        run(changed, resume=True)
+    assert run(cfg, resume=True)["complete"]
+
+
+def test_multi_frame_prob_reaches_the_examples(tmp_path, world_tokenizer):
+    from transformers import AutoTokenizer
+
+    from regionlm.train.trainer import WorldSource, build_model
+
+    cfg = world(tmp_path / "run", world_tokenizer)
+    cfg["data"].update(multi_frame_prob=1.0, first_frame_only=0.0, tasks={"region_caption": 1})
+    tc = config_from_dict(cfg)
+    tok = AutoTokenizer.from_pretrained(world_tokenizer)
+    source = WorldSource(tc, build_model(tc, tok).config, tok, 0, 1)
+    stream = source.stream(0)
+    assert stream.options.multi_frame_prob == 1.0
+    examples = [ex for _, ex in zip(range(6), stream)]
+    given = [int(ex.regions[0].given.sum()) for ex in examples]
+    assert min(given) > 1, given  # every region spans frames
+
+
 def test_a_finished_run_resumes_into_appended_stages(tmp_path):
     """A run of stage 1 alone, resumed with stage 2 appended, equals running both stages in one go; changing a
     stage that already ran (or dropping one) is refused."""

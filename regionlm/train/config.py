@@ -3,8 +3,8 @@
     model:      {config: {RegionLMConfig kwargs}} | {init_from: DIR[, config: options that add parts]}
                 | + vision_path / lm_path (local HF folders)
     tokenizer:  {path: DIR} or trained on the RegionWorld corpus ({vocab_size, corpus_videos, corpus_seed})
-    data:       {source: world|toy, split, seed, num_frames, tasks: {task: weight}, first_frame_only,
-                 examples_per_video, world: {WorldConfig options}}
+    data:       {source: world|toy, split, seed, num_frames, tasks: {task: weight}, first_frame_only, multi_frame_prob,
+                 examples_per_video, world: {WorldConfig options}, workers}
     stages:     [{name, steps, lr, warmup, min_lr_ratio, trainable: [vision_tower, connector, region_encoder,
                   language_model, lora]}, ...]
     lora:       {r, alpha, dropout, target_modules}   (peft, on the language model only)
@@ -68,6 +68,9 @@ class DataSpec:
     num_frames: int = 4
     tasks: dict = field(default_factory=dict)
     first_frame_only: float = 0.5  # probability that a region is shown on its first frame only
+    # otherwise: probability that it is given on every frame where it is seen (else on its key frame only); only
+    # these regions carry a velocity (model.config.region_geometry)
+    multi_frame_prob: float = 0.5
     examples_per_video: int = 4  # world: examples drawn from each rendered video
     world: dict = field(default_factory=dict)  # world: WorldConfig options (size, frames, objects, ...)
     # world: processes rendering batches beside the training loop (0: in the loop). Batch n comes from worker
@@ -227,8 +230,9 @@ def _validate(cfg: TrainConfig, where: str) -> None:
             raise RegionLMError(f"{where}: {key} must be >= 1, got {getattr(cfg, key)}")
     if not isinstance(cfg.data.workers, int) or cfg.data.workers < 0:
         raise RegionLMError(f"{where}: data.workers must be an integer >= 0, got {cfg.data.workers!r}")
-    if cfg.data.num_frames < 1 or not 0 <= cfg.data.first_frame_only <= 1:
-        raise RegionLMError(f"{where}: data.num_frames must be >= 1 and data.first_frame_only in [0, 1]")
+    if cfg.data.num_frames < 1 or not 0 <= cfg.data.first_frame_only <= 1 or not 0 <= cfg.data.multi_frame_prob <= 1:
+        raise RegionLMError(f"{where}: data.num_frames must be >= 1, data.first_frame_only and "
+                            f"data.multi_frame_prob in [0, 1]")
     for task, weight in cfg.data.tasks.items():
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
             raise RegionLMError(f"{where}: data.tasks.{task}: weight must be a number >= 0, got {weight!r}")

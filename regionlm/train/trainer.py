@@ -35,7 +35,7 @@ from regionlm.errors import RegionLMError
 
 from .checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, load_optimizer_state_by_name,
                          optimizer_state_by_name, pack_rng, save_checkpoint, unpack_rng)
-from .config import PARTS, TrainConfig
+from .config import PARTS, TrainConfig, config_from_dict
 
 MODEL_PARTS = tuple(p for p in PARTS if p != "lora")  # top-level submodules of RegionLMForConditionalGeneration
 
@@ -144,7 +144,7 @@ class WorldSource(DataSource):
         from regionlm.model.world_examples import ExampleOptions, WorldTaskStream
 
         d = self.cfg.data
-        options = replace(ExampleOptions(), first_frame_only=d.first_frame_only,
+        options = replace(ExampleOptions(), first_frame_only=d.first_frame_only, multi_frame_prob=d.multi_frame_prob,
                           with_objects=self.model_config.uses_objects)
         return WorldTaskStream(self.world_cfg, d.split, d.seed, d.tasks or None, d.num_frames,
                                examples_per_video=d.examples_per_video, start=start,
@@ -437,6 +437,16 @@ def shard_fsdp(module) -> None:
 # ------------------------------------------------------------------------------------------------ the loop
 
 
+def with_defaults(saved: dict) -> dict:
+    """A checkpoint's config with the keys added since it was written filled in with their defaults (which keep
+    the old behaviour), so that adding an option does not make older runs refuse to resume; as saved when it no
+    longer reads as a config (a removed key), so that the comparison names what differs."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except (RegionLMError, TypeError, ValueError):
+        return saved
+
+
 class Trainer:
     """``Trainer(cfg, resume=False, max_steps=None, progress=True).run()`` -> summary dict (also OUT/summary.json).
 
@@ -471,7 +481,7 @@ class Trainer:
         if path is None:
             raise RegionLMError(f"--resume: no checkpoint in {self.out / 'checkpoints'}")
         ckpt = load_checkpoint(path)
-        saved, now = ckpt.state["config"], self.cfg.to_dict()
+        saved, now = with_defaults(ckpt.state["config"]), self.cfg.to_dict()
         for key in TrainConfig.TRAJECTORY_KEYS:
             if key == "stages" and stages_extend(saved["stages"], now["stages"], ckpt.state["step"]):
                 continue
