@@ -99,8 +99,7 @@ def test_configs_default_yaml_is_the_shipped_models_recipe():
     data, stages, batch, seed, ...) is the same as in the train_config.json saved beside them."""
     from pathlib import Path
 
-    from regionlm.train.config import TrainConfig, load_config
-    from regionlm.train.trainer import with_defaults
+    from regionlm.train.config import TrainConfig, load_config, with_defaults
 
     repo = Path(__file__).resolve().parents[1]
     recipe = load_config(repo / "configs" / "default.yaml").to_dict()

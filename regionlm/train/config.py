@@ -255,6 +255,16 @@ def config_from_dict(data: dict, where: str = "<config>") -> TrainConfig:
     return cfg
 
 
+def with_defaults(saved: dict) -> dict:
+    """A checkpoint's config with the keys added since it was written filled in with their defaults (which keep
+    the old behaviour), so that adding an option does not make older runs refuse to resume; as saved when it no
+    longer reads as a config (a removed key), so that the comparison names what differs."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except (RegionLMError, TypeError, ValueError):
+        return saved
+
+
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read and check a training YAML file; every problem is a RegionLMError naming the file and the key."""
     import yaml

@@ -35,7 +35,7 @@ from regionlm.errors import RegionLMError
 
 from .checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, load_optimizer_state_by_name,
                          optimizer_state_by_name, pack_rng, save_checkpoint, unpack_rng)
-from .config import PARTS, TrainConfig, config_from_dict
+from .config import PARTS, TrainConfig, with_defaults
 
 MODEL_PARTS = tuple(p for p in PARTS if p != "lora")  # top-level submodules of RegionLMForConditionalGeneration
 
@@ -161,11 +161,9 @@ class WorldSource(DataSource):
         if workers == 0:
             yield from self._batches_from(self.stream(start))
             return
-        if start % self.cfg.batch_size:
-            raise RegionLMError(f"data.workers: the run stopped mid-batch (position {start}); resume it with "
-                                f"data.workers: 0")
         from torch.utils.data import DataLoader
 
+        # positions are whole batches: batch_size and grad_accum are fixed for a run (trajectory keys)
         loader = DataLoader(_WorkerBatches(self, start // self.cfg.batch_size), batch_size=None,
                             num_workers=workers, prefetch_factor=4, worker_init_fn=_one_thread,
                             pin_memory=torch.cuda.is_available(),
@@ -435,16 +433,6 @@ def shard_fsdp(module) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the loop
-
-
-def with_defaults(saved: dict) -> dict:
-    """A checkpoint's config with the keys added since it was written filled in with their defaults (which keep
-    the old behaviour), so that adding an option does not make older runs refuse to resume; as saved when it no
-    longer reads as a config (a removed key), so that the comparison names what differs."""
-    try:
-        return config_from_dict(saved).to_dict()
-    except (RegionLMError, TypeError, ValueError):
-        return saved
 
 
 class Trainer:

@@ -10,10 +10,9 @@
    and how it moves (common.region_geometry: centre, size, velocity), added before the merge; with
    ``config.region_silhouette`` one of the mask's shape inside its box (common.region_silhouette; Ferret samples
    the free-form region for the same reason). Pooled appearance carries position only as averaged position
-   embeddings and loses a small object's outline on a coarse grid. Both are off by default: switched on for the
-   shipped model and trained 1,500 more steps, its LM did not read them (configs/geometry_finetune.yaml,
-   benchmarks/geometry_probe.py, docs/RESULTS.md); whether a model trained with them from the start does is
-   not measured yet.
+   embeddings and loses a small object's outline on a coarse grid. Both are off by default. Added to a trained
+   model for 1,500 more steps, neither was read (configs/geometry_finetune.yaml); the shipped model has both from
+   step 0 and reads centre, size and outline but not velocity (benchmarks/geometry_probe.py, docs/RESULTS.md).
 3. The encoder's own two-layer MLP maps the tokens to the LM's width; they replace the region's `<region>`
    placeholders (``config.tokens_per_region(n_given)`` of them).
 """
