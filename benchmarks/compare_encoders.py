@@ -29,7 +29,7 @@ FILE puts the table into FILE between the markers <!-- compare_encoders:start --
 
     python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
         [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
-        [--threads N] [--jobs N] [--backbone-steps N] [--doc docs/RESULTS.md]
+        [--threads N] [--jobs N] [--backbone-steps N] [--backbone-workers N] [--doc docs/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -108,11 +109,15 @@ def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, th
     return cfg
 
 
-def backbone_config(base: dict, steps: int, tokenizer: Path, threads=None) -> dict:
-    """The base config trained ``steps`` steps on its region-free tasks only, from scratch (its first stage)."""
+def backbone_config(base: dict, steps: int, tokenizer: Path, threads=None, workers: int = 0) -> dict:
+    """The base config trained ``steps`` steps on its region-free tasks only, from scratch (its first stage), its
+    batches rendered by ``workers`` DataLoader workers (it trains alone, before the variants: on a GPU the
+    rendering is what it waits for)."""
     cfg = variant_config(base, {}, steps, tokenizer, threads)
     tasks = cfg["data"].get("tasks") or {}
     cfg["data"]["tasks"] = {t: tasks.get(t, 1.0) for t in REGION_FREE_TASKS}
+    if workers:
+        cfg["data"]["workers"] = workers
     return cfg
 
 
@@ -132,13 +137,41 @@ def export_backbone(final: Path, dest: Path) -> None:
     tmp.rename(dest)
 
 
+class Stopped(Exception):
+    """A SIGTERM or Ctrl-C came: the runs under way were passed it and stopped (trainings with a checkpoint)."""
+
+
+# the `regionlm` runs under way, and the signal that stops them all: the script waits for them to stop, so that
+# none is left writing to a closed pipe (a training would die of it before writing its checkpoint)
+CHILDREN: set = set()
+STOP = threading.Event()
+STOP_SIGNAL = [signal.SIGTERM]
+
+
+def stop_children(signum, _frame) -> None:
+    STOP_SIGNAL[0] = signum
+    STOP.set()
+    for proc in list(CHILDREN):
+        proc.send_signal(signum)
+
+
 def run(cmd: list, what: str, threads=None) -> str:
+    if STOP.is_set():
+        raise Stopped(what)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-    proc = subprocess.run([sys.executable, "-m", "regionlm.cli", *cmd], capture_output=True, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "regionlm.cli", *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    CHILDREN.add(proc)
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        CHILDREN.discard(proc)
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        if STOP.is_set():
+            raise Stopped(what)
+        tail = (stderr.strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"{what} failed: {tail}")
-    return proc.stdout
+    return stdout
 
 
 def main() -> int:
@@ -159,10 +192,13 @@ def main() -> int:
     ap.add_argument("--backbone-steps", type=int, default=0,
                     help="first train a shared vision tower + LM this many steps on region-free tasks and start "
                          "every variant from it (default 0: every variant from random weights)")
+    ap.add_argument("--backbone-workers", type=int, default=0,
+                    help="DataLoader workers rendering the backbone's batches (default 0: in the training loop); "
+                         "a resumed backbone needs the same number")
     ap.add_argument("--doc", help="a Markdown file to put the table in (between the markers)")
     args = ap.parse_args()
-    if args.budget < 1 or args.backbone_steps < 0:
-        raise SystemExit("--budget must be >= 1 and --backbone-steps >= 0")
+    if args.budget < 1 or args.backbone_steps < 0 or args.backbone_workers < 0:
+        raise SystemExit("--budget must be >= 1, --backbone-steps and --backbone-workers >= 0")
 
     names = args.only.split(",") if args.only else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
@@ -198,18 +234,31 @@ def main() -> int:
     # GPU mostly idle: several runs side by side use it better than one after another)
     threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
     args.backbone = None
-    if args.backbone_steps:
-        args.backbone = train_backbone(args, base, tokenizer, out, args.threads)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop_children)
+    try:
+        if args.backbone_steps:
+            args.backbone = train_backbone(args, base, tokenizer, out, args.threads)
+    except Stopped:
+        args.backbone = None
 
     def one(name: str) -> None:
-        row = variant_row(name, args, base, tokenizer, data, out, results.get(name, {}), threads)
+        try:
+            row = variant_row(name, args, base, tokenizer, data, out, results.get(name, {}), threads)
+        except Stopped:
+            return
         with lock:
             results[name] = row
             write(out, results, args)  # after every variant: an interrupted run keeps what it measured
 
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for future in [pool.submit(one, name) for name in names]:
-            future.result()
+    if not STOP.is_set():
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for future in [pool.submit(one, name) for name in names]:
+                future.result()
+    if STOP.is_set():
+        print(f"stopped: {len(results)} of {len(names)} variants done; the same command goes on from there",
+              file=sys.stderr)
+        return 128 + STOP_SIGNAL[0]
     table = markdown(results, names, out)
     print(table)
     if args.doc:
@@ -235,7 +284,8 @@ def train_backbone(args, base: dict, tokenizer: Path, out: Path, threads) -> Pat
     if (dest / "lm" / "config.json").is_file():
         return dest
     if not (run_dir / "final" / "config.json").is_file():
-        train("backbone", backbone_config(base, args.backbone_steps, tokenizer, threads), run_dir, out, threads,
+        train("backbone", backbone_config(base, args.backbone_steps, tokenizer, threads, args.backbone_workers),
+              run_dir, out, threads,
               f"{args.backbone_steps} steps on {', '.join(REGION_FREE_TASKS)}")
     export_backbone(run_dir / "final", dest)
     return dest

@@ -55,7 +55,8 @@ def test_backbone_trains_only_region_free_tasks(tmp_path):
     assert set(cfg["data"]["tasks"]) == set(ce.REGION_FREE_TASKS) == {"video_qa", "rec", "rsot"}
     assert all(cfg["data"]["tasks"][t] == BASE["data"]["tasks"][t] for t in ce.REGION_FREE_TASKS)
     assert cfg["stages"][0]["steps"] == 1200 and cfg["stages"][0]["lr"] == BASE["stages"][0]["lr"]
-    config_from_dict(cfg)
+    assert config_from_dict(cfg).data.workers == 0
+    assert config_from_dict(ce.backbone_config(BASE, 1200, tmp_path / "tok", workers=14)).data.workers == 14
 
 
 def test_exported_backbone_loads_back_into_a_variant_exactly(tmp_path):

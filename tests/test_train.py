@@ -632,3 +632,39 @@ def test_cli_train_json_max_steps_and_resume(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] and math.isfinite(summary["last_loss"])
+
+
+def test_sigterm_stops_at_the_end_of_a_step_with_a_checkpoint(tmp_path, world_tokenizer):
+    """`timeout` or a scheduler sends SIGTERM to the whole process group (data workers included): the run ends
+    after the step under way, writes a checkpoint of it (between the every-N ones), exits 143 with its summary,
+    and --resume goes on exactly as if it had never stopped."""
+    import signal
+    import time
+
+    cfg = world(tmp_path / "ignored", world_tokenizer, log_every=1, checkpoint_every=10_000, grad_accum=1)
+    cfg["data"]["workers"] = 2
+    cfg["stages"] = [{"name": "all", "steps": 10_000, "lr": 3e-3, "trainable": ["connector", "language_model"]}]
+    path = write_yaml(tmp_path / "w.yaml", cfg)
+    out = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "regionlm.cli", "train", "--config", str(path), "--out",
+                             str(out), "--json"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    k = summary["step"]
+    assert summary["stopped_by"] == "SIGTERM" and not summary["complete"] and k >= 3
+    assert json.loads((latest_checkpoint(out) / "state.json").read_text())["step"] == k
+    # on from the cut, and straight through, to the same step: the same weights
+    cut = {**cfg, "out_dir": str(out)}
+    run(cut, resume=True, max_steps=k + 2)
+    run({**cfg, "out_dir": str(tmp_path / "straight")}, max_steps=k + 2)
+    assert_same_weights(load_file(str(latest_checkpoint(out) / "model.safetensors")),
+                        load_file(str(latest_checkpoint(tmp_path / "straight") / "model.safetensors")))

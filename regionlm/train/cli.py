@@ -7,6 +7,7 @@ fsdp`` in the file for FSDP2). Only rank 0 writes files and prints.
 from __future__ import annotations
 
 import json
+import signal
 
 
 def add_parser(sub) -> None:
@@ -32,11 +33,16 @@ def run(args) -> int:
     summary = Trainer(cfg, resume=args.resume, max_steps=args.max_steps).run()
     if "rank" in summary:  # not rank 0
         return 0
+    # a run ended by a signal exits as the signal's usual status (128 + its number), its checkpoint written
+    code = 128 + signal.Signals[summary["stopped_by"]].value if summary.get("stopped_by") else 0
     if args.json:
         print(json.dumps(summary))
-        return 0
-    state = "done" if summary["complete"] else f"stopped at step {summary['step']} of {summary['total_steps']}" \
-                                                f" (continue with --resume)"
+        return code
+    if summary["complete"]:
+        state = "done"
+    else:
+        by = f" by {summary['stopped_by']}" if code else ""
+        state = f"stopped at step {summary['step']} of {summary['total_steps']}{by} (continue with --resume)"
     print(f"training {state}: {summary['out_dir']}")
     if summary["first_loss"] is not None:
         print(f"  loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "

@@ -19,8 +19,10 @@ import contextlib
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +178,10 @@ class WorldSource(DataSource):
 
 def _one_thread(_worker_id):
     torch.set_num_threads(1)  # the workers share the cores; each renders with one
+    # a SIGTERM or Ctrl-C sent to the whole process group is the main process's to handle (it stops at the end of
+    # the step and writes a checkpoint); a worker that died of it first would fail that step instead
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class _WorkerBatches(torch.utils.data.IterableDataset):
@@ -448,6 +454,7 @@ class Trainer:
         self.cfg, self.resume, self.progress = cfg, resume, progress
         self.stop = min(cfg.total_steps, max_steps or cfg.total_steps)
         self.out = Path(cfg.out_dir)
+        self.stopped_by = None  # the signal's name when one ended the run early
 
     # ---------------------------------------------------------------- setup
 
@@ -526,53 +533,79 @@ class Trainer:
         self.first_step = step
         bar = tqdm(total=self.stop, initial=step, disable=not (rt.main and self.progress), file=sys.stderr,
                    dynamic_ncols=True, desc="train")
-        while step < self.stop:
-            i, j = cfg.stage_at(step)
-            stage = cfg.stages[i]
-            if i != stage_index:
-                stage_index = i
-                optimizer, wrapped, trainable = self._start_stage(rt, module, stage, fsdp)
-                if ckpt is not None and ckpt.state["stage"] == i and ckpt.state["step"] == step:
-                    self._load_optimizer(module, optimizer, ckpt.optimizer, fsdp)
-                bar.set_description(f"train [{stage.name}]")
-            lr = lr_at(stage, j)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            start = time.perf_counter()
-            losses = torch.zeros(3, dtype=torch.float64)
-            for micro in range(cfg.grad_accum):
-                batch, tasks = next(batches)
-                position += len(tasks)
-                for t in tasks:
-                    window["tasks"][t] = window["tasks"].get(t, 0) + 1
-                batch = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
-                last = micro == cfg.grad_accum - 1
-                if fsdp:  # FSDP2: reduce-scatter only on the last micro-step
-                    module.set_requires_gradient_sync(last)
-                no_sync = rt.distributed and not fsdp and not last
-                with (wrapped.no_sync() if no_sync else contextlib.nullcontext()), autocast:
-                    out = wrapped(**batch)
-                    loss, lm, aux = self._loss(out, module)
-                (loss / cfg.grad_accum).backward()
-                losses += torch.tensor([float(loss.detach()), float(lm), float(aux)],
-                                       dtype=torch.float64) / cfg.grad_accum
-            norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            window["time"] += time.perf_counter() - start
-            for k, v in zip(("loss", "lm_loss", "aux_loss"), losses.tolist()):
-                window[k].append(v)
-            window["grad_norm"].append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
-            if step % cfg.log_every == 0 or step == self.stop:
-                record = self._log(rt, window, step, stage, lr, per_step)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.1f}")
-                window = {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "time": 0.0, "tasks": {}}
-            bar.update(1)
-            if step % cfg.checkpoint_every == 0 or step == self.stop:
+        saved = step
+        with self._stop_on_signals(rt):
+            while step < self.stop and self.stopped_by is None:
+                i, j = cfg.stage_at(step)
+                stage = cfg.stages[i]
+                if i != stage_index:
+                    stage_index = i
+                    optimizer, wrapped, trainable = self._start_stage(rt, module, stage, fsdp)
+                    if ckpt is not None and ckpt.state["stage"] == i and ckpt.state["step"] == step:
+                        self._load_optimizer(module, optimizer, ckpt.optimizer, fsdp)
+                    bar.set_description(f"train [{stage.name}]")
+                lr = lr_at(stage, j)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                start = time.perf_counter()
+                losses = torch.zeros(3, dtype=torch.float64)
+                for micro in range(cfg.grad_accum):
+                    batch, tasks = next(batches)
+                    position += len(tasks)
+                    for t in tasks:
+                        window["tasks"][t] = window["tasks"].get(t, 0) + 1
+                    batch = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
+                    last = micro == cfg.grad_accum - 1
+                    if fsdp:  # FSDP2: reduce-scatter only on the last micro-step
+                        module.set_requires_gradient_sync(last)
+                    no_sync = rt.distributed and not fsdp and not last
+                    with (wrapped.no_sync() if no_sync else contextlib.nullcontext()), autocast:
+                        out = wrapped(**batch)
+                        loss, lm, aux = self._loss(out, module)
+                    (loss / cfg.grad_accum).backward()
+                    losses += torch.tensor([float(loss.detach()), float(lm), float(aux)],
+                                           dtype=torch.float64) / cfg.grad_accum
+                norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                window["time"] += time.perf_counter() - start
+                for k, v in zip(("loss", "lm_loss", "aux_loss"), losses.tolist()):
+                    window[k].append(v)
+                window["grad_norm"].append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+                if step % cfg.log_every == 0 or step == self.stop:
+                    record = self._log(rt, window, step, stage, lr, per_step)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.1f}")
+                    window = {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "time": 0.0, "tasks": {}}
+                bar.update(1)
+                if step % cfg.checkpoint_every == 0 or step == self.stop:
+                    self._save_checkpoint(rt, module, optimizer, step, i, position, fsdp)
+                    saved = step
+            if self.stopped_by is not None and saved != step:  # stopped by a signal: keep every finished step
                 self._save_checkpoint(rt, module, optimizer, step, i, position, fsdp)
         bar.close()
         self.last_step = step
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self, rt):
+        """While the steps run, a SIGTERM (a scheduler's or `timeout`'s) or the first Ctrl-C ends the run at the end
+        of the current step, with a checkpoint (a second Ctrl-C interrupts at once). Only in one process: the
+        ranks of a distributed run would each stop at another step."""
+        self.stopped_by = None
+        if rt.distributed or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum, _frame):
+            self.stopped_by = signal.Signals(signum).name
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        before = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
 
     def _autocast(self, rt):
         precision = self.cfg.precision
@@ -711,7 +744,7 @@ class Trainer:
             first = self.records[0]["loss"] if self.records else None
             last = self.records[-1]["loss"] if self.records else None
             summary = {"out_dir": str(self.out), "complete": complete, "step": self.last_step,
-                       "total_steps": cfg.total_steps, "resumed_from": self.first_step if self.resume else None,
+                       "total_steps": cfg.total_steps, "stopped_by": self.stopped_by, "resumed_from": self.first_step if self.resume else None,
                        "final": str(final) if final else None, "loss_png": str(png) if png else None,
                        "first_loss": first, "last_loss": last, "world_size": rt.world,
                        "distributed": cfg.distributed if rt.distributed else None, "device": str(rt.device),
