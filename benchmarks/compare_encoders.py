@@ -8,11 +8,11 @@ tokenizer and number of steps (--budget), then scored with `regionlm eval` on th
 and region MC against mask_pool on the same questions (paired bootstrap, 95% interval).
 Variants (one per line of VARIANTS): token_mark with / without the guide head, mask_pool with / without the
 temporal merge, object_tokens, roi_box, text_coords, visual_marks (all on the pool connector, 128 context tokens
-for 8 frames), then the connectors with token_mark: t_selector at the pool's budget (16 tokens per frame), and stc
+for 8 frames), then the connectors with the base's mask_pool: t_selector at the pool's budget (16 tokens per frame), and stc
 against t_selector at half of it (64 tokens: stc merges frame pairs; t_selector keeps 8 tokens per frame).
 
 --backbone-steps N puts every variant on the footing the papers start from, a pretrained vision tower and LM:
-the default config is first trained N steps on the tasks whose prompts carry no region (video questions,
+the base config is first trained N steps on the tasks whose prompts carry no region (video questions,
 referring expression -> box, referring tracking), once; its vision tower and LM are saved as plain Hugging Face
 folders and every variant loads them (`model.vision_path` / `lm_path`, the real path's loader), with a fresh
 region encoder, connector and heads, then trains --budget steps on the full task mix at a peak rate of 5e-4 (the
@@ -25,7 +25,9 @@ off resumes from its last checkpoint (every 300 steps); evaluations resume from 
 run again and again under a time limit per command until every variant is done. --jobs N trains and evaluates N
 variants at once. Prints the table, writes OUT/compare_encoders.json and OUT/compare_encoders.md, and with --doc
 FILE puts the table into FILE between the markers <!-- compare_encoders:start --> and <!-- compare_encoders:end -->
-(with --backbone-steps: <!-- compare_encoders_backbone:start --> ... end).
+(with --backbone-steps: <!-- compare_encoders_backbone:start --> ... end; with --seed N: ..._seedN). Under the
+table, the papers' claims (CLAIMS), each judged by a paired difference between two variants. --report rebuilds
+the table from what OUT holds without training or evaluating (results brought back from a GPU machine).
 
     python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
         [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
@@ -42,7 +44,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,7 +85,7 @@ BACKBONE_LR, BACKBONE_WARMUP = 5.0e-4, 100
 
 
 def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, threads=None,
-                   backbone: Path | None = None) -> dict:
+                   backbone: Path | None = None, seed: int | None = None) -> dict:
     """The base config with the variant's model options, one stage of ``budget`` steps: the base's first stage
     (from scratch its warmup keeps its share of the steps; on a ``backbone``, a folder holding ``vision`` and
     ``lm``, the peak rate is BACKBONE_LR with BACKBONE_WARMUP steps)."""
@@ -93,6 +94,8 @@ def variant_config(base: dict, overrides: dict, budget: int, tokenizer: Path, th
         cfg["cpu_threads"] = threads
     cfg["model"]["config"].update(overrides)
     cfg["tokenizer"] = {"path": str(tokenizer)}
+    if seed is not None:  # the training seed (fresh weights, dropout); the data stream keeps data.seed
+        cfg["seed"] = seed
     stage = cfg["stages"][0]
     total = sum(s["steps"] for s in cfg["stages"])
     if backbone:
@@ -195,6 +198,11 @@ def main() -> int:
     ap.add_argument("--backbone-workers", type=int, default=0,
                     help="DataLoader workers rendering the backbone's batches (default 0: in the training loop); "
                          "a resumed backbone needs the same number")
+    ap.add_argument("--seed", type=int, help="training seed of every variant (default: the config's); the data "
+                                             "and the backbone stay the same - a second seed shows training noise")
+    ap.add_argument("--report", action="store_true",
+                    help="only print the table (and put it in --doc) from what --out holds: train and evaluate "
+                         "nothing (results brought back from another machine)")
     ap.add_argument("--doc", help="a Markdown file to put the table in (between the markers)")
     args = ap.parse_args()
     if args.budget < 1 or args.backbone_steps < 0 or args.backbone_workers < 0:
@@ -208,6 +216,23 @@ def main() -> int:
                ("compare_encoders-backbone" if args.backbone_steps else "compare_encoders"))
     out.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(args.config).read_text())
+    results = {}
+    old = out / "compare_encoders.json"
+    if old.is_file():
+        report = json.loads(old.read_text())
+        was = (report.get("budget"), report.get("backbone_steps", 0))
+        if was != (args.budget, args.backbone_steps):  # its trained variants would be kept and mixed in
+            raise SystemExit(f"--out {out}: holds a run with --budget {was[0]} --backbone-steps {was[1]}; "
+                             f"give another --out for --budget {args.budget} --backbone-steps {args.backbone_steps}")
+        results = report.get("variants", {})
+    if args.report:  # the table again from what OUT holds (its runs' logs and evaluations; no weights needed)
+        if not results:
+            raise SystemExit(f"--report: {out / 'compare_encoders.json'} holds no evaluated variant")
+        for name, row in results.items():
+            row.update(run_stats(out / "runs" / name, base["batch_size"]))
+        write(out, results, args)
+        publish(results, [n for n in names if n in results], out, args)
+        return 0
 
     from default_model import ensure_split  # the same held-out split as the default model's bars
 
@@ -220,15 +245,6 @@ def main() -> int:
         build_default_tokenizer(tokenizer, num_videos=spec.get("corpus_videos", 400),
                                 seed=spec.get("corpus_seed", 0), vocab_size=spec.get("vocab_size", 2048))
 
-    results = {}
-    old = out / "compare_encoders.json"
-    if old.is_file():
-        report = json.loads(old.read_text())
-        was = (report.get("budget"), report.get("backbone_steps", 0))
-        if was != (args.budget, args.backbone_steps):  # its trained variants would be kept and mixed in
-            raise SystemExit(f"--out {out}: holds a run with --budget {was[0]} --backbone-steps {was[1]}; "
-                             f"give another --out for --budget {args.budget} --backbone-steps {args.backbone_steps}")
-        results = report.get("variants", {})
     lock = threading.Lock()
     # with --jobs N, N variants train and evaluate at once, the cores shared between them (a small model leaves a
     # GPU mostly idle: several runs side by side use it better than one after another)
@@ -236,8 +252,8 @@ def main() -> int:
     args.backbone = None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop_children)
-    try:
-        if args.backbone_steps:
+    try:  # needed only by variants still to train (their finished runs may come from elsewhere)
+        if args.backbone_steps and not all((out / "runs" / n / "final" / "config.json").is_file() for n in names):
             args.backbone = train_backbone(args, base, tokenizer, out, args.threads)
     except Stopped:
         args.backbone = None
@@ -259,12 +275,23 @@ def main() -> int:
         print(f"stopped: {len(results)} of {len(names)} variants done; the same command goes on from there",
               file=sys.stderr)
         return 128 + STOP_SIGNAL[0]
+    publish(results, names, out, args)
+    return 0
+
+
+def publish(results: dict, names: list, out: Path, args) -> None:
+    """Print the table and the claims; with --doc put them into the file, between the markers of this kind of
+    run (compare_encoders, compare_encoders_backbone, ..._seedN)."""
     table = markdown(results, names, out)
+    claims = claims_markdown(out)
+    if claims:
+        table += "\n\nThe papers' claims, paired over the same questions:\n\n" + claims
     print(table)
     if args.doc:
-        put_in_doc(Path(args.doc), table, "compare_encoders_backbone" if args.backbone_steps else "compare_encoders")
+        marker = "compare_encoders_backbone" if args.backbone_steps else "compare_encoders"
+        marker += f"_seed{args.seed}" if args.seed is not None else ""
+        put_in_doc(Path(args.doc), table, marker)
         print(f"table written into {args.doc}")
-    return 0
 
 
 def train(name: str, cfg: dict, run_dir: Path, out: Path, threads, what: str) -> tuple[dict, bool]:
@@ -298,13 +325,13 @@ def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: P
     final = run_dir / "final"
     row = {"variant": name, "what": what, "overrides": overrides, "budget": args.budget}
     if not (final / "config.json").is_file():
-        start = time.perf_counter()
-        summary, resume = train(name, variant_config(base, overrides, args.budget, tokenizer, threads, args.backbone),
-                                run_dir, out, threads, f"{args.budget} steps")
-        row.update(train_seconds=round(time.perf_counter() - start, 1), last_loss=summary.get("last_loss"),
-                   samples_per_s=summary.get("samples_per_s"), resumed=resume)
+        _, resume = train(name, variant_config(base, overrides, args.budget, tokenizer, threads, args.backbone,
+                                               args.seed),
+                          run_dir, out, threads, f"{args.budget} steps")
+        row["resumed"] = resume
     else:
-        row.update({k: before.get(k) for k in ("train_seconds", "last_loss", "samples_per_s", "resumed")})
+        row["resumed"] = before.get("resumed")
+    row.update(run_stats(run_dir, base["batch_size"]))
     for bench, limit_key, keys in EVALS:
         limit = getattr(args, limit_key)
         cmd = ["eval", "--benchmark", bench, "--data", str(data), "--model", str(final),
@@ -313,6 +340,23 @@ def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: P
         res = json.loads(run(cmd, f"{name}: {bench}", threads).strip().splitlines()[-1])
         row[bench] = {k: res["metrics"].get(k) for k in keys} | {"num_samples": res["num_samples"]}
     return row
+
+
+def run_stats(run_dir: Path, batch_size: int) -> dict:
+    """From a run's log (all its sessions, however often it was cut off and resumed): the last logged loss, the
+    samples per second of its last windows and its minutes of training steps (start-up and evaluation not
+    counted)."""
+    path = run_dir / "log.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    if not records:
+        return {"last_loss": None, "samples_per_s": None, "train_seconds": None}
+    seconds, step = 0.0, 0
+    for r in records:
+        seconds += (r["step"] - step) * batch_size / r["samples_per_s"]
+        step = r["step"]
+    recent = [r["samples_per_s"] for r in records[-5:]]
+    return {"last_loss": records[-1]["loss"], "samples_per_s": round(sum(recent) / len(recent), 1),
+            "train_seconds": round(seconds, 1)}
 
 
 def paired_difference(a: dict, b: dict, rounds: int = 2000, seed: int = 0):
@@ -329,9 +373,10 @@ def paired_difference(a: dict, b: dict, rounds: int = 2000, seed: int = 0):
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(ids)
 
 
-def mc_answers(out: Path, name: str) -> dict:
-    """{question id: right?} of a variant's world-q evaluation under OUT/evals ({} if it has none)."""
-    path = out / "evals" / name / "world-q" / "results.json"
+def mc_answers(out: Path, name: str, bench: str = "world-q") -> dict:
+    """{question id: right?} of a variant's evaluation on a multiple-choice ``bench`` under OUT/evals ({} if it
+    has none)."""
+    path = out / "evals" / name / bench / "results.json"
     if not path.is_file():
         return {}
     return {s["id"]: bool(s["correct"]) for s in json.loads(path.read_text()).get("per_sample", [])}
@@ -363,6 +408,36 @@ def markdown(results: dict, names: list, out: Path | None = None) -> str:
         versus = versus_reference(out, name, reference)
         lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {versus} | {loss} | {mins} |")
     return "\n".join(lines)
+
+
+# the papers' claims, each a paired comparison of two variants on the questions both answered:
+# (claim, variant, against, benchmark). world-q shows a region on its key frame only (Bench-Q's single-frame
+# mode), the case the guide head is for.
+CLAIMS = [
+    ("masks beat boxes (VideoRefer, Bench-Q 64.8 vs 57.2)", "mask_pool", "roi_box", "world-q"),
+    ("temporal merge helps (VideoRefer, +3.3)", "mask_pool", "mask_pool-nomerge", "world-q"),
+    ("the guide head helps a region marked on one frame (Omni-RGPT)", "token_mark", "token_mark-noguide",
+     "world-q"),
+    ("T-Selector beats STC at 64 tokens (Elysium)", "t_selector-64", "stc-64", "world-q"),
+    ("T-Selector beats pooling at 128 tokens (Elysium)", "t_selector-128", "mask_pool", "world-q"),
+    ("object tokens help video-level questions (VideoOrion)", "object_tokens", "mask_pool", "world-vqa"),
+]
+
+
+def claims_markdown(out: Path) -> str:
+    """The CLAIMS whose two variants were both evaluated, each with its paired difference (percent right, 95%
+    bootstrap interval) and what it says: ``holds`` (the interval above 0), ``reversed`` (below 0) or ``not
+    shown`` (it holds 0)."""
+    lines = ["| claim | variant - against | benchmark | difference (95%) | questions | here |",
+             "|---|---|---|---|---|---|"]
+    for claim, a, b, bench in CLAIMS:
+        diff = paired_difference(mc_answers(out, a, bench), mc_answers(out, b, bench))
+        if diff is None:
+            continue
+        d, low, high, n = diff
+        verdict = "holds" if low > 0 else "reversed" if high < 0 else "not shown"
+        lines.append(f"| {claim} | {a} - {b} | {bench} | {d:+.1f} [{low:+.1f}, {high:+.1f}] | {n} | {verdict} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def write(out: Path, results: dict, args) -> None:

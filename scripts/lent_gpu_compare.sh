@@ -11,8 +11,11 @@
 set -uo pipefail
 CALL_S=${CALL_S:-540}; OUT=${OUT:-/tmp/out}
 t0=$(date +%s)
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+# (in subfolders too: the working tree and what is carried travel under 64 MiB a call, so the wheels may come in
+# parts over several calls; /tmp/site keeps what earlier calls installed while the machine stays warm)
+whl=$(find .whl -type f -name '*.whl' 2>/dev/null || true)
+if [ -n "$whl" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $whl
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 left=$((CALL_S - ($(date +%s) - t0)))
@@ -26,10 +29,10 @@ args = sys.argv[1:]
 print(args[args.index("--out") + 1] if "--out" in args else "benchmarks/results/compare_encoders-backbone")
 PY
 )
-mkdir -p "$OUT/compare"
+mkdir -p "$OUT"
 (cd "$res" && find . \( -path '*/checkpoints' -o -path '*/final' -o -path '*/parts' -o -name '*.tmp' \) -prune -o \
    -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.md' -o -name '*.png' -o -name '*.yaml' \) -print |
-   tar cf - -T - ) | tar xf - -C "$OUT/compare"
+   tar cf - -T - ) > "$OUT/compare.tar"
 for d in "$res"/runs/* "$res"/backbone; do
   [ -d "$d" ] && echo "$(basename "$d"): $(tail -n 1 "$d/log.jsonl" 2>/dev/null | cut -c1-160)"
 done

@@ -14,8 +14,11 @@ phase=${1:?start or finish}
 CALL_S=${CALL_S:-590}; NEXT_S=${NEXT_S:-500}; OUT=${OUT:-/tmp/out}; CONFIG=${CONFIG:-configs/default.yaml}; KEEP_STEPS=${KEEP_STEPS:-0}
 t0=$(date +%s)
 left() { echo $((CALL_S - ($(date +%s) - t0))); }
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+# (in subfolders too: the working tree and what is carried travel under 64 MiB a call, so the wheels may come in
+# parts over several calls; /tmp/site keeps what earlier calls installed while the machine stays warm)
+whl=$(find .whl -type f -name '*.whl' 2>/dev/null || true)
+if [ -n "$whl" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $whl
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 train() { python3 -m regionlm.cli train "$@" 2> >(tr '\r' '\n' | grep -v '^$' | tail -n 3 >&2); }

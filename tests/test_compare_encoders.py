@@ -116,3 +116,32 @@ def test_the_table_gives_region_mc_against_mask_pool(tmp_path):
     rows = ce.markdown(results, ["mask_pool", "roi_box"], tmp_path).splitlines()
     assert "region MC vs mask_pool (95%)" in rows[0]
     assert rows[2].split(" | ")[6] == "-" and rows[3].split(" | ")[6].startswith("-25.0 [")
+
+
+def test_claims_are_judged_by_their_paired_interval(tmp_path):
+    def answers(name, bench, right):
+        folder = tmp_path / "evals" / name / bench
+        folder.mkdir(parents=True)
+        samples = [{"id": f"q{i}", "correct": r} for i, r in enumerate(right)]
+        (folder / "results.json").write_text(json.dumps({"per_sample": samples}))
+
+    n = 300
+    answers("mask_pool", "world-q", [i % 2 == 0 for i in range(n)])
+    answers("roi_box", "world-q", [i % 4 == 0 for i in range(n)])            # always worse: masks beat boxes
+    answers("mask_pool-nomerge", "world-q", [i % 2 == 0 for i in range(n)])  # the same answers: no difference
+    answers("mask_pool", "world-vqa", [i % 5 == 0 for i in range(n)])
+    answers("object_tokens", "world-vqa", [False] * n)                      # always worse: reversed
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in ce.claims_markdown(tmp_path).splitlines()[2:]}
+    assert set(rows) == {"mask_pool - roi_box", "mask_pool - mask_pool-nomerge", "object_tokens - mask_pool"}
+    assert rows["mask_pool - roi_box"][3].startswith("+25.0 [") and rows["mask_pool - roi_box"][5] == "holds |"
+    assert rows["mask_pool - mask_pool-nomerge"][5] == "not shown |"
+    assert rows["object_tokens - mask_pool"][2] == "world-vqa" and rows["object_tokens - mask_pool"][5] == "reversed |"
+    assert ce.claims_markdown(tmp_path / "nothing") == ""
+
+
+def test_run_stats_add_up_every_session_of_a_run(tmp_path):
+    records = [{"step": 20, "loss": 2.0, "samples_per_s": 32.0}, {"step": 40, "loss": 1.0, "samples_per_s": 64.0}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    stats = ce.run_stats(tmp_path, batch_size=16)
+    assert stats == {"last_loss": 1.0, "samples_per_s": 48.0, "train_seconds": 15.0}  # 20*16/32 + 20*16/64
+    assert ce.run_stats(tmp_path / "none", 16)["last_loss"] is None
