@@ -200,6 +200,9 @@ def main() -> int:
                          "a resumed backbone needs the same number")
     ap.add_argument("--seed", type=int, help="training seed of every variant (default: the config's); the data "
                                              "and the backbone stay the same - a second seed shows training noise")
+    ap.add_argument("--also", nargs="+", default=[], metavar="OUT",
+                    help="results folders of the same comparison trained with another --seed: the claims give "
+                         "each seed's difference and pool their answers")
     ap.add_argument("--report", action="store_true",
                     help="only print the table (and put it in --doc) from what --out holds: train and evaluate "
                          "nothing (results brought back from another machine)")
@@ -283,9 +286,10 @@ def publish(results: dict, names: list, out: Path, args) -> None:
     """Print the table and the claims; with --doc put them into the file, between the markers of this kind of
     run (compare_encoders, compare_encoders_backbone, ..._seedN)."""
     table = markdown(results, names, out)
-    claims = claims_markdown(out)
+    claims = claims_markdown([out] + [Path(o) for o in args.also])
     if claims:
-        table += "\n\nThe papers' claims, paired over the same questions:\n\n" + claims
+        seeds = f" ({1 + len(args.also)} seeds: this run's, then --also's)" if args.also else ""
+        table += f"\n\nThe papers' claims, paired over the same questions{seeds}:\n\n" + claims
     print(table)
     if args.doc:
         marker = "compare_encoders_backbone" if args.backbone_steps else "compare_encoders"
@@ -373,13 +377,13 @@ def paired_difference(a: dict, b: dict, rounds: int = 2000, seed: int = 0):
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(ids)
 
 
-def mc_answers(out: Path, name: str, bench: str = "world-q") -> dict:
+def mc_answers(out: Path, name: str, bench: str = "world-q", key: str = "correct") -> dict:
     """{question id: right?} of a variant's evaluation on a multiple-choice ``bench`` under OUT/evals ({} if it
-    has none)."""
+    has none); ``key``: the per-sample field to read (``swap_follows``: only the questions that have it)."""
     path = out / "evals" / name / bench / "results.json"
     if not path.is_file():
         return {}
-    return {s["id"]: bool(s["correct"]) for s in json.loads(path.read_text()).get("per_sample", [])}
+    return {s["id"]: bool(s[key]) for s in json.loads(path.read_text()).get("per_sample", []) if key in s}
 
 
 def versus_reference(out: Path | None, name: str, reference: dict) -> str:
@@ -411,32 +415,50 @@ def markdown(results: dict, names: list, out: Path | None = None) -> str:
 
 
 # the papers' claims, each a paired comparison of two variants on the questions both answered:
-# (claim, variant, against, benchmark). world-q shows a region on its key frame only (Bench-Q's single-frame
-# mode), the case the guide head is for.
+# (claim, variant, against, benchmark, per-sample key: "correct", or "swap_follows" for region_swap). world-q
+# shows a region on its key frame only (Bench-Q's single-frame mode), the case the guide head is for.
 CLAIMS = [
-    ("masks beat boxes (VideoRefer, Bench-Q 64.8 vs 57.2)", "mask_pool", "roi_box", "world-q"),
-    ("temporal merge helps (VideoRefer, +3.3)", "mask_pool", "mask_pool-nomerge", "world-q"),
+    ("masks beat boxes (VideoRefer, Bench-Q 64.8 vs 57.2)", "mask_pool", "roi_box", "world-q", "correct"),
+    ("temporal merge helps (VideoRefer, +3.3)", "mask_pool", "mask_pool-nomerge", "world-q", "correct"),
     ("the guide head helps a region marked on one frame (Omni-RGPT)", "token_mark", "token_mark-noguide",
-     "world-q"),
-    ("T-Selector beats STC at 64 tokens (Elysium)", "t_selector-64", "stc-64", "world-q"),
-    ("T-Selector beats pooling at 128 tokens (Elysium)", "t_selector-128", "mask_pool", "world-q"),
-    ("object tokens help video-level questions (VideoOrion)", "object_tokens", "mask_pool", "world-vqa"),
+     "world-q", "correct"),
+    ("... and the answer follows that region (region swap)", "token_mark", "token_mark-noguide", "world-q",
+     "swap_follows"),
+    ("T-Selector beats STC at 64 tokens (Elysium)", "t_selector-64", "stc-64", "world-q", "correct"),
+    ("T-Selector beats pooling at 128 tokens (Elysium)", "t_selector-128", "mask_pool", "world-q", "correct"),
+    ("object tokens help video-level questions (VideoOrion)", "object_tokens", "mask_pool", "world-vqa",
+     "correct"),
 ]
 
 
-def claims_markdown(out: Path) -> str:
-    """The CLAIMS whose two variants were both evaluated, each with its paired difference (percent right, 95%
-    bootstrap interval) and what it says: ``holds`` (the interval above 0), ``reversed`` (below 0) or ``not
-    shown`` (it holds 0)."""
-    lines = ["| claim | variant - against | benchmark | difference (95%) | questions | here |",
-             "|---|---|---|---|---|---|"]
-    for claim, a, b, bench in CLAIMS:
-        diff = paired_difference(mc_answers(out, a, bench), mc_answers(out, b, bench))
-        if diff is None:
+def claims_markdown(outs: list) -> str:
+    """The CLAIMS whose two variants were both evaluated, each with its paired difference (percent right) in every
+    results folder of ``outs`` (the same comparison trained with other seeds), pooled over all of them with a 95%
+    bootstrap interval over (folder, question) pairs, and what it says: ``holds`` (the pooled interval above 0
+    and every folder's difference positive), ``reversed`` (the same, below 0) or ``not shown``. The interval
+    covers the questions' sampling, not the training seed's: the per-folder differences show that one."""
+    lines = ["| claim | variant - against | measure | per seed | pooled (95%) | pairs | here |",
+             "|---|---|---|---|---|---|---|"]
+    for claim, a, b, bench, key in CLAIMS:
+        per, pooled_a, pooled_b = [], {}, {}
+        for k, out in enumerate(outs):
+            ans_a, ans_b = mc_answers(out, a, bench, key), mc_answers(out, b, bench, key)
+            diff = paired_difference(ans_a, ans_b)
+            if diff is None:
+                continue
+            per.append(diff[0])
+            pooled_a.update({(k, q): v for q, v in ans_a.items()})
+            pooled_b.update({(k, q): v for q, v in ans_b.items()})
+        if not per:
             continue
-        d, low, high, n = diff
-        verdict = "holds" if low > 0 else "reversed" if high < 0 else "not shown"
-        lines.append(f"| {claim} | {a} - {b} | {bench} | {d:+.1f} [{low:+.1f}, {high:+.1f}] | {n} | {verdict} |")
+        d, low, high, n = paired_difference(pooled_a, pooled_b)
+        verdict = ("holds" if low > 0 and min(per) > 0 else "reversed" if high < 0 and max(per) < 0
+                   else "not shown")
+        if verdict != "not shown" and len(per) == 1:
+            verdict += " (1 seed)"
+        measure = bench if key == "correct" else f"{bench} {key}"
+        lines.append(f"| {claim} | {a} - {b} | {measure} | {' / '.join(f'{x:+.1f}' for x in per)} "
+                     f"| {d:+.1f} [{low:+.1f}, {high:+.1f}] | {n} | {verdict} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 

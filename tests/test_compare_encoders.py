@@ -118,25 +118,37 @@ def test_the_table_gives_region_mc_against_mask_pool(tmp_path):
     assert rows[2].split(" | ")[6] == "-" and rows[3].split(" | ")[6].startswith("-25.0 [")
 
 
-def test_claims_are_judged_by_their_paired_interval(tmp_path):
-    def answers(name, bench, right):
-        folder = tmp_path / "evals" / name / bench
+def test_claims_are_judged_by_their_paired_interval_over_every_seed(tmp_path):
+    def answers(out, name, bench, right):
+        folder = out / "evals" / name / bench
         folder.mkdir(parents=True)
         samples = [{"id": f"q{i}", "correct": r} for i, r in enumerate(right)]
         (folder / "results.json").write_text(json.dumps({"per_sample": samples}))
 
-    n = 300
-    answers("mask_pool", "world-q", [i % 2 == 0 for i in range(n)])
-    answers("roi_box", "world-q", [i % 4 == 0 for i in range(n)])            # always worse: masks beat boxes
-    answers("mask_pool-nomerge", "world-q", [i % 2 == 0 for i in range(n)])  # the same answers: no difference
-    answers("mask_pool", "world-vqa", [i % 5 == 0 for i in range(n)])
-    answers("object_tokens", "world-vqa", [False] * n)                      # always worse: reversed
-    rows = {line.split(" | ")[1]: line.split(" | ") for line in ce.claims_markdown(tmp_path).splitlines()[2:]}
-    assert set(rows) == {"mask_pool - roi_box", "mask_pool - mask_pool-nomerge", "object_tokens - mask_pool"}
-    assert rows["mask_pool - roi_box"][3].startswith("+25.0 [") and rows["mask_pool - roi_box"][5] == "holds |"
-    assert rows["mask_pool - mask_pool-nomerge"][5] == "not shown |"
-    assert rows["object_tokens - mask_pool"][2] == "world-vqa" and rows["object_tokens - mask_pool"][5] == "reversed |"
-    assert ce.claims_markdown(tmp_path / "nothing") == ""
+    n, one, two = 300, tmp_path / "seed0", tmp_path / "seed1"
+    for out in (one, two):
+        answers(out, "mask_pool", "world-q", [i % 2 == 0 for i in range(n)])
+        answers(out, "mask_pool-nomerge", "world-q", [i % 2 == 0 for i in range(n)])  # the same: no difference
+        answers(out, "mask_pool", "world-vqa", [i % 5 == 0 for i in range(n)])
+        answers(out, "object_tokens", "world-vqa", [False] * n)                      # always worse: reversed
+    answers(one, "roi_box", "world-q", [i % 4 == 0 for i in range(n)])   # worse by 25 points in one seed,
+    answers(two, "roi_box", "world-q", [i % 2 == 1 for i in range(n)])   # by 0 in the other (other questions)
+
+    def rows(outs):
+        return {line.split(" | ")[1]: line.split(" | ") for line in ce.claims_markdown(outs).splitlines()[2:]}
+
+    single = rows([one])
+    assert set(single) == {"mask_pool - roi_box", "mask_pool - mask_pool-nomerge", "object_tokens - mask_pool"}
+    assert single["mask_pool - roi_box"][3] == "+25.0" and single["mask_pool - roi_box"][6] == "holds (1 seed) |"
+    assert single["mask_pool - mask_pool-nomerge"][6] == "not shown |"
+    assert single["object_tokens - mask_pool"][2] == "world-vqa"
+    assert single["object_tokens - mask_pool"][6] == "reversed (1 seed) |"
+    both = rows([one, two])
+    assert both["mask_pool - roi_box"][3] == "+25.0 / +0.0" and both["mask_pool - roi_box"][5] == "600"
+    assert both["mask_pool - roi_box"][4].startswith("+12.5 [")
+    assert both["mask_pool - roi_box"][6] == "not shown |"  # pooled above 0, but one seed shows nothing
+    assert both["object_tokens - mask_pool"][6] == "reversed |"
+    assert ce.claims_markdown([tmp_path / "nothing"]) == ""
 
 
 def test_run_stats_add_up_every_session_of_a_run(tmp_path):
@@ -145,3 +157,12 @@ def test_run_stats_add_up_every_session_of_a_run(tmp_path):
     stats = ce.run_stats(tmp_path, batch_size=16)
     assert stats == {"last_loss": 1.0, "samples_per_s": 48.0, "train_seconds": 15.0}  # 20*16/32 + 20*16/64
     assert ce.run_stats(tmp_path / "none", 16)["last_loss"] is None
+
+
+def test_swap_answers_are_read_only_where_a_look_alike_was_asked(tmp_path):
+    folder = tmp_path / "evals" / "token_mark" / "world-q"
+    folder.mkdir(parents=True)
+    samples = [{"id": "q0", "correct": True, "swap_follows": False}, {"id": "q1", "correct": False}]
+    (folder / "results.json").write_text(json.dumps({"per_sample": samples}))
+    assert ce.mc_answers(tmp_path, "token_mark") == {"q0": True, "q1": False}
+    assert ce.mc_answers(tmp_path, "token_mark", key="swap_follows") == {"q0": False}
