@@ -419,10 +419,13 @@ def markdown(results: dict, names: list, out: Path | None = None) -> str:
 # shows a region on its key frame only (Bench-Q's single-frame mode), the case the guide head is for.
 CLAIMS = [
     ("masks beat boxes (VideoRefer, Bench-Q 64.8 vs 57.2)", "mask_pool", "roi_box", "world-q", "correct"),
+    ("... on the answer following the region (region swap)", "mask_pool", "roi_box", "world-q", "swap_follows"),
     ("temporal merge helps (VideoRefer, +3.3)", "mask_pool", "mask_pool-nomerge", "world-q", "correct"),
+    ("... on the answer following the region (region swap)", "mask_pool", "mask_pool-nomerge", "world-q",
+     "swap_follows"),
     ("the guide head helps a region marked on one frame (Omni-RGPT)", "token_mark", "token_mark-noguide",
      "world-q", "correct"),
-    ("... and the answer follows that region (region swap)", "token_mark", "token_mark-noguide", "world-q",
+    ("... on the answer following the region (region swap)", "token_mark", "token_mark-noguide", "world-q",
      "swap_follows"),
     ("T-Selector beats STC at 64 tokens (Elysium)", "t_selector-64", "stc-64", "world-q", "correct"),
     ("T-Selector beats pooling at 128 tokens (Elysium)", "t_selector-128", "mask_pool", "world-q", "correct"),
