@@ -2,7 +2,8 @@
 
 Every variant is configs/small.yaml with one change (the model options below), the same data stream, seed,
 tokenizer and number of steps (--budget), then scored with `regionlm eval` on the same held-out test split:
-  world-q   region multiple choice (overall) and region_swap (does the answer follow the region?)
+  world-q   region multiple choice (overall) and region_swap (does the answer follow the region?), and how often
+            the swapped region left the answer unchanged
   world-sot single-object tracking from a first-frame box (success AUC)
   world-vqa video-level questions (overall)
 and region MC against mask_pool on the same questions (paired bootstrap, 95% interval).
@@ -394,10 +395,20 @@ def versus_reference(out: Path | None, name: str, reference: dict) -> str:
     return "-" if diff is None else f"{diff[0]:+.1f} [{diff[1]:+.1f}, {diff[2]:+.1f}]"
 
 
+def swap_unchanged(out: Path | None, name: str) -> str:
+    """The percent of region-swap questions a variant answered with the same letter for the look-alike's region as
+    for the object's own (100: the answer never depends on which of the two regions is given)."""
+    path = out / "evals" / name / "world-q" / "results.json" if out is not None else None
+    if path is None or not path.is_file():
+        return "-"
+    rows = [r for r in json.loads(path.read_text()).get("per_sample", []) if "swap_choice" in r]
+    return f"{100.0 * sum(r['swap_choice'] == r['choice'] for r in rows) / len(rows):.1f}" if rows else "-"
+
+
 def markdown(results: dict, names: list, out: Path | None = None) -> str:
-    head = ("| variant | what | " + " | ".join(c[2] for c in COLUMNS) + f" | region MC vs {REFERENCE} (95%) "
-            "| final loss | train min |")
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 5)]
+    head = ("| variant | what | " + " | ".join(c[2] for c in COLUMNS) + f" | swap unchanged | region MC vs "
+            f"{REFERENCE} (95%) | final loss | train min |")
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 6)]
     reference = mc_answers(out, REFERENCE) if out is not None else {}  # read once, not once per row
     for name in names:
         r = results.get(name)
@@ -410,7 +421,8 @@ def markdown(results: dict, names: list, out: Path | None = None) -> str:
         loss = "-" if r.get("last_loss") is None else f"{r['last_loss']:.3f}"
         mins = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
         versus = versus_reference(out, name, reference)
-        lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {versus} | {loss} | {mins} |")
+        lines.append(f"| {name} | {r['what']} | " + " | ".join(cells) + f" | {swap_unchanged(out, name)} | {versus} "
+                     f"| {loss} | {mins} |")
     return "\n".join(lines)
 
 

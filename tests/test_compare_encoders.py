@@ -114,8 +114,8 @@ def test_the_table_gives_region_mc_against_mask_pool(tmp_path):
         (folder / "results.json").write_text(json.dumps({"per_sample": samples}))
     results = {n: {"what": n, "world-q": {"overall": v}} for n, v in (("mask_pool", 50.0), ("roi_box", 25.0))}
     rows = ce.markdown(results, ["mask_pool", "roi_box"], tmp_path).splitlines()
-    assert "region MC vs mask_pool (95%)" in rows[0]
-    assert rows[2].split(" | ")[6] == "-" and rows[3].split(" | ")[6].startswith("-25.0 [")
+    assert "region MC vs mask_pool (95%)" in rows[0] and "swap unchanged" in rows[0]
+    assert rows[2].split(" | ")[7] == "-" and rows[3].split(" | ")[7].startswith("-25.0 [")
 
 
 def test_claims_are_judged_by_their_paired_interval_over_every_seed(tmp_path):
@@ -162,7 +162,11 @@ def test_run_stats_add_up_every_session_of_a_run(tmp_path):
 def test_swap_answers_are_read_only_where_a_look_alike_was_asked(tmp_path):
     folder = tmp_path / "evals" / "token_mark" / "world-q"
     folder.mkdir(parents=True)
-    samples = [{"id": "q0", "correct": True, "swap_follows": False}, {"id": "q1", "correct": False}]
+    samples = [{"id": "q0", "correct": True, "choice": "A", "swap_choice": "A", "swap_follows": False},
+               {"id": "q1", "correct": False, "choice": "C"},
+               {"id": "q2", "correct": False, "choice": "B", "swap_choice": "D", "swap_follows": True}]
     (folder / "results.json").write_text(json.dumps({"per_sample": samples}))
-    assert ce.mc_answers(tmp_path, "token_mark") == {"q0": True, "q1": False}
-    assert ce.mc_answers(tmp_path, "token_mark", key="swap_follows") == {"q0": False}
+    assert ce.mc_answers(tmp_path, "token_mark") == {"q0": True, "q1": False, "q2": False}
+    assert ce.mc_answers(tmp_path, "token_mark", key="swap_follows") == {"q0": False, "q2": True}
+    assert ce.swap_unchanged(tmp_path, "token_mark") == "50.0"  # q0 kept its letter, q2 changed it
+    assert ce.swap_unchanged(tmp_path, "roi_box") == "-"
