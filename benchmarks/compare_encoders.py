@@ -9,8 +9,9 @@ tokenizer and number of steps (--budget), then scored with `regionlm eval` on th
 and region MC against mask_pool on the same questions (paired bootstrap, 95% interval).
 Variants (one per line of VARIANTS): token_mark with / without the guide head, mask_pool with / without the
 temporal merge, object_tokens, roi_box, text_coords, visual_marks (all on the pool connector, 128 context tokens
-for 8 frames), then the connectors with the base's mask_pool: t_selector at the pool's budget (16 tokens per frame), and stc
-against t_selector at half of it (64 tokens: stc merges frame pairs; t_selector keeps 8 tokens per frame).
+for 8 frames), then the connectors with the base's mask_pool: t_selector at the pool's budget (16 tokens per
+frame), and stc against t_selector at half of it (64 tokens: stc merges frame pairs; t_selector keeps 8 tokens per
+frame).
 
 --backbone-steps N puts every variant on the footing the papers start from, a pretrained vision tower and LM:
 the base config is first trained N steps on the tasks whose prompts carry no region (video questions,

@@ -744,7 +744,8 @@ class Trainer:
             first = self.records[0]["loss"] if self.records else None
             last = self.records[-1]["loss"] if self.records else None
             summary = {"out_dir": str(self.out), "complete": complete, "step": self.last_step,
-                       "total_steps": cfg.total_steps, "stopped_by": self.stopped_by, "resumed_from": self.first_step if self.resume else None,
+                       "total_steps": cfg.total_steps, "stopped_by": self.stopped_by,
+                       "resumed_from": self.first_step if self.resume else None,
                        "final": str(final) if final else None, "loss_png": str(png) if png else None,
                        "first_loss": first, "last_loss": last, "world_size": rt.world,
                        "distributed": cfg.distributed if rt.distributed else None, "device": str(rt.device),
