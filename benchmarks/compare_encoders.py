@@ -23,17 +23,21 @@ on a backbone a variant's budget goes to the region part. Every variant still ge
 starting weights.
 
 A variant whose model is already trained (OUT/runs/NAME/final) is not trained again; a training run that was cut
-off resumes from its last checkpoint (every 300 steps); evaluations resume from their caches. So the script can be
-run again and again under a time limit per command until every variant is done. --jobs N trains and evaluates N
+off resumes from its last checkpoint (every 300 steps, and the step it was on when a SIGTERM or Ctrl-C stopped
+the script: the runs under way are passed the signal and waited for); evaluations resume from their caches. So
+the script can be run again and again under a time limit per command until every variant is done
+(scripts/lent_gpu_compare.sh does that on a lent GPU). --jobs N trains and evaluates N
 variants at once. Prints the table, writes OUT/compare_encoders.json and OUT/compare_encoders.md, and with --doc
 FILE puts the table into FILE between the markers <!-- compare_encoders:start --> and <!-- compare_encoders:end -->
 (with --backbone-steps: <!-- compare_encoders_backbone:start --> ... end; with --seed N: ..._seedN). Under the
-table, the papers' claims (CLAIMS), each judged by a paired difference between two variants. --report rebuilds
-the table from what OUT holds without training or evaluating (results brought back from a GPU machine).
+table, the papers' claims (CLAIMS), each judged by a paired difference between two variants, per training seed
+and pooled over the seeds given with --also. --report rebuilds the table from what OUT holds without training or
+evaluating (results brought back from a GPU machine).
 
     python benchmarks/compare_encoders.py [--budget 3600] [--only token_mark,roi_box] [--videos 200]
         [--limit-q 400] [--limit-track 100] [--limit-vqa 200] [--out benchmarks/results/compare_encoders]
-        [--threads N] [--jobs N] [--backbone-steps N] [--backbone-workers N] [--doc docs/RESULTS.md]
+        [--threads N] [--jobs N] [--backbone-steps N] [--backbone-workers N] [--seed N] [--also OUT ...]
+        [--report] [--doc docs/RESULTS.md]
 """
 
 from __future__ import annotations
