@@ -512,7 +512,8 @@ class Trainer:
         seed_everything(cfg.seed + 1 + rt.rank)  # training randomness differs between ranks
         if ckpt is not None:
             unpack_rng(ckpt.rng[rt.rank])
-        self._loop(rt, module, source, ckpt, step, position, fsdp)
+        with self._stop_on_signals(rt):
+            self._loop(rt, module, source, ckpt, step, position, fsdp)
         return self._finish(rt, module, source, fsdp)
 
     # ---------------------------------------------------------------- steps
@@ -534,55 +535,54 @@ class Trainer:
         bar = tqdm(total=self.stop, initial=step, disable=not (rt.main and self.progress), file=sys.stderr,
                    dynamic_ncols=True, desc="train")
         saved = step
-        with self._stop_on_signals(rt):
-            while step < self.stop and self.stopped_by is None:
-                i, j = cfg.stage_at(step)
-                stage = cfg.stages[i]
-                if i != stage_index:
-                    stage_index = i
-                    optimizer, wrapped, trainable = self._start_stage(rt, module, stage, fsdp)
-                    if ckpt is not None and ckpt.state["stage"] == i and ckpt.state["step"] == step:
-                        self._load_optimizer(module, optimizer, ckpt.optimizer, fsdp)
-                    bar.set_description(f"train [{stage.name}]")
-                lr = lr_at(stage, j)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                start = time.perf_counter()
-                losses = torch.zeros(3, dtype=torch.float64)
-                for micro in range(cfg.grad_accum):
-                    batch, tasks = next(batches)
-                    position += len(tasks)
-                    for t in tasks:
-                        window["tasks"][t] = window["tasks"].get(t, 0) + 1
-                    batch = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
-                    last = micro == cfg.grad_accum - 1
-                    if fsdp:  # FSDP2: reduce-scatter only on the last micro-step
-                        module.set_requires_gradient_sync(last)
-                    no_sync = rt.distributed and not fsdp and not last
-                    with (wrapped.no_sync() if no_sync else contextlib.nullcontext()), autocast:
-                        out = wrapped(**batch)
-                        loss, lm, aux = self._loss(out, module)
-                    (loss / cfg.grad_accum).backward()
-                    losses += torch.tensor([float(loss.detach()), float(lm), float(aux)],
-                                           dtype=torch.float64) / cfg.grad_accum
-                norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                window["time"] += time.perf_counter() - start
-                for k, v in zip(("loss", "lm_loss", "aux_loss"), losses.tolist()):
-                    window[k].append(v)
-                window["grad_norm"].append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
-                if step % cfg.log_every == 0 or step == self.stop:
-                    record = self._log(rt, window, step, stage, lr, per_step)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.1f}")
-                    window = {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "time": 0.0, "tasks": {}}
-                bar.update(1)
-                if step % cfg.checkpoint_every == 0 or step == self.stop:
-                    self._save_checkpoint(rt, module, optimizer, step, i, position, fsdp)
-                    saved = step
-            if self.stopped_by is not None and saved != step:  # stopped by a signal: keep every finished step
+        while step < self.stop and self.stopped_by is None:
+            i, j = cfg.stage_at(step)
+            stage = cfg.stages[i]
+            if i != stage_index:
+                stage_index = i
+                optimizer, wrapped, trainable = self._start_stage(rt, module, stage, fsdp)
+                if ckpt is not None and ckpt.state["stage"] == i and ckpt.state["step"] == step:
+                    self._load_optimizer(module, optimizer, ckpt.optimizer, fsdp)
+                bar.set_description(f"train [{stage.name}]")
+            lr = lr_at(stage, j)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            start = time.perf_counter()
+            losses = torch.zeros(3, dtype=torch.float64)
+            for micro in range(cfg.grad_accum):
+                batch, tasks = next(batches)
+                position += len(tasks)
+                for t in tasks:
+                    window["tasks"][t] = window["tasks"].get(t, 0) + 1
+                batch = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
+                last = micro == cfg.grad_accum - 1
+                if fsdp:  # FSDP2: reduce-scatter only on the last micro-step
+                    module.set_requires_gradient_sync(last)
+                no_sync = rt.distributed and not fsdp and not last
+                with (wrapped.no_sync() if no_sync else contextlib.nullcontext()), autocast:
+                    out = wrapped(**batch)
+                    loss, lm, aux = self._loss(out, module)
+                (loss / cfg.grad_accum).backward()
+                losses += torch.tensor([float(loss.detach()), float(lm), float(aux)],
+                                       dtype=torch.float64) / cfg.grad_accum
+            norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window["time"] += time.perf_counter() - start
+            for k, v in zip(("loss", "lm_loss", "aux_loss"), losses.tolist()):
+                window[k].append(v)
+            window["grad_norm"].append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
+            if step % cfg.log_every == 0 or step == self.stop:
+                record = self._log(rt, window, step, stage, lr, per_step)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.1f}")
+                window = {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "time": 0.0, "tasks": {}}
+            bar.update(1)
+            if step % cfg.checkpoint_every == 0 or step == self.stop:
                 self._save_checkpoint(rt, module, optimizer, step, i, position, fsdp)
+                saved = step
+        if self.stopped_by is not None and saved != step:  # stopped by a signal: keep every finished step
+            self._save_checkpoint(rt, module, optimizer, step, i, position, fsdp)
         bar.close()
         self.last_step = step
 
