@@ -264,8 +264,8 @@ def main() -> int:
     try:  # needed only by variants still to train (their finished runs may come from elsewhere)
         if args.backbone_steps and not all((out / "runs" / n / "final" / "config.json").is_file() for n in names):
             args.backbone = train_backbone(args, base, tokenizer, out, args.threads)
-    except Stopped:
-        args.backbone = None
+    except Stopped:  # the variants see STOP and train nothing
+        pass
 
     def one(name: str) -> None:
         try:
@@ -304,15 +304,16 @@ def publish(results: dict, names: list, out: Path, args) -> None:
         print(f"table written into {args.doc}")
 
 
-def train(name: str, cfg: dict, run_dir: Path, out: Path, threads, what: str) -> tuple[dict, bool]:
+def train(name: str, cfg: dict, run_dir: Path, out: Path, threads, what: str) -> bool:
     """`regionlm train` of ``cfg`` (written to OUT/NAME.yaml) into ``run_dir``, resuming a run that was cut off.
-    Returns the run's summary and whether it resumed."""
+    Returns whether it resumed (what it reached is read from its log: run_stats)."""
     cfg_file = out / f"{name}.yaml"
     atomic_write_text(cfg_file, yaml.safe_dump(cfg))
     resume = any((run_dir / "checkpoints").glob("step-*"))
     print(f"[{name}] training {what} -> {run_dir}{' (resuming)' if resume else ''}", file=sys.stderr, flush=True)
     cmd = ["train", "--config", str(cfg_file), "--out", str(run_dir), "--json"] + (["--resume"] if resume else [])
-    return json.loads(run(cmd, f"{name}: training", threads).strip().splitlines()[-1]), resume
+    run(cmd, f"{name}: training", threads)
+    return resume
 
 
 def train_backbone(args, base: dict, tokenizer: Path, out: Path, threads) -> Path:
@@ -335,10 +336,9 @@ def variant_row(name: str, args, base: dict, tokenizer: Path, data: Path, out: P
     final = run_dir / "final"
     row = {"variant": name, "what": what, "overrides": overrides, "budget": args.budget}
     if not (final / "config.json").is_file():
-        _, resume = train(name, variant_config(base, overrides, args.budget, tokenizer, threads, args.backbone,
-                                               args.seed),
-                          run_dir, out, threads, f"{args.budget} steps")
-        row["resumed"] = resume
+        row["resumed"] = train(name, variant_config(base, overrides, args.budget, tokenizer, threads, args.backbone,
+                                                    args.seed),
+                               run_dir, out, threads, f"{args.budget} steps")
     else:
         row["resumed"] = before.get("resumed")
     row.update(run_stats(run_dir, base["batch_size"]))
@@ -383,13 +383,18 @@ def paired_difference(a: dict, b: dict, rounds: int = 2000, seed: int = 0):
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)), len(ids)
 
 
+def per_sample(out: Path | None, name: str, bench: str = "world-q") -> list:
+    """The per-sample rows of a variant's evaluation under OUT/evals ([] if it has none)."""
+    path = out / "evals" / name / bench / "results.json" if out is not None else None
+    if path is None or not path.is_file():
+        return []
+    return json.loads(path.read_text()).get("per_sample", [])
+
+
 def mc_answers(out: Path, name: str, bench: str = "world-q", key: str = "correct") -> dict:
     """{question id: right?} of a variant's evaluation on a multiple-choice ``bench`` under OUT/evals ({} if it
     has none); ``key``: the per-sample field to read (``swap_follows``: only the questions that have it)."""
-    path = out / "evals" / name / bench / "results.json"
-    if not path.is_file():
-        return {}
-    return {s["id"]: bool(s[key]) for s in json.loads(path.read_text()).get("per_sample", []) if key in s}
+    return {s["id"]: bool(s[key]) for s in per_sample(out, name, bench) if key in s}
 
 
 def versus_reference(out: Path | None, name: str, reference: dict) -> str:
@@ -403,10 +408,7 @@ def versus_reference(out: Path | None, name: str, reference: dict) -> str:
 def swap_unchanged(out: Path | None, name: str) -> str:
     """The percent of region-swap questions a variant answered with the same letter for the look-alike's region as
     for the object's own (100: the answer never depends on which of the two regions is given)."""
-    path = out / "evals" / name / "world-q" / "results.json" if out is not None else None
-    if path is None or not path.is_file():
-        return "-"
-    rows = [r for r in json.loads(path.read_text()).get("per_sample", []) if "swap_choice" in r]
+    rows = [r for r in per_sample(out, name) if "swap_choice" in r]
     return f"{100.0 * sum(r['swap_choice'] == r['choice'] for r in rows) / len(rows):.1f}" if rows else "-"
 
 

@@ -4,20 +4,14 @@
 # call goes on where the last stopped (trainings from their last checkpoint, evaluations from their caches) and is
 # ended by SIGTERM CALL_S seconds in, on which every training writes a checkpoint of the step it was on. What was
 # measured so far (the JSON, the table, every evaluation's results and every run's log; no weights) comes back
-# under $OUT/compare.
+# as $OUT/compare.tar.
 #   CALL_S=540 scripts/lent_gpu_compare.sh --backbone-steps 1000 --backbone-workers 14 --budget 3000 --jobs 11 \
 #       --out runs/compare
-# Wheels the machine lacks travel in .whl (carry it); see scripts/lent_gpu_train.sh.
+# Wheels the machine lacks travel in .whl (carry it; scripts/lent_gpu_site.sh).
 set -uo pipefail
 CALL_S=${CALL_S:-540}; OUT=${OUT:-/tmp/out}
 t0=$(date +%s)
-# (in subfolders too: the working tree and what is carried travel under 64 MiB a call, so the wheels may come in
-# parts over several calls; /tmp/site keeps what earlier calls installed while the machine stays warm)
-whl=$(find .whl -type f -name '*.whl' 2>/dev/null || true)
-if [ -n "$whl" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $whl
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+source "$(dirname "$0")/lent_gpu_site.sh"
 left=$((CALL_S - ($(date +%s) - t0)))
 timeout -s TERM "$left" python3 benchmarks/compare_encoders.py "$@"
 echo "compare_encoders exit $?"

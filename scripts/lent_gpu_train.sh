@@ -6,21 +6,15 @@
 #                                      to reproduce the shipped model), train until this call is nearly over
 #   scripts/lent_gpu_train.sh finish   resume to the end; final/ and the log come back as final.tar.part-*
 #                                      (cat final.tar.part-* | tar x)
-# Wheels the machine lacks travel in .whl (carry it): pycocotools 2.0.11 (cp312), transformers 5.23.0 (its own
-# 5.17 has no SubConfigSpec) and, for evaluation, av 18.1.0; fetch them with the device README's pip download
-# line. CALL_S: this call's limit in seconds.
+# Wheels the machine lacks travel in .whl (carry it; scripts/lent_gpu_site.sh). CALL_S: this call's limit in
+# seconds.
 set -euo pipefail
 phase=${1:?start or finish}
-CALL_S=${CALL_S:-590}; NEXT_S=${NEXT_S:-500}; OUT=${OUT:-/tmp/out}; CONFIG=${CONFIG:-configs/default.yaml}; KEEP_STEPS=${KEEP_STEPS:-0}
+CALL_S=${CALL_S:-590}; NEXT_S=${NEXT_S:-500}; OUT=${OUT:-/tmp/out}
+CONFIG=${CONFIG:-configs/default.yaml}; KEEP_STEPS=${KEEP_STEPS:-0}
 t0=$(date +%s)
 left() { echo $((CALL_S - ($(date +%s) - t0))); }
-# (in subfolders too: the working tree and what is carried travel under 64 MiB a call, so the wheels may come in
-# parts over several calls; /tmp/site keeps what earlier calls installed while the machine stays warm)
-whl=$(find .whl -type f -name '*.whl' 2>/dev/null || true)
-if [ -n "$whl" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $whl
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+source "$(dirname "$0")/lent_gpu_site.sh"
 train() { python3 -m regionlm.cli train "$@" 2> >(tr '\r' '\n' | grep -v '^$' | tail -n 3 >&2); }
 
 if [ "$phase" = start ]; then
