@@ -1,0 +1,66 @@
+"""benchmarks/grounding_prior.py: the pick under given prior terms (log_prior's formula), and the whole run with a
+tiny random model on a tiny validation split (features cached, the grid scored, the oracle on top)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from regionlm.model.grounding import Candidate, log_prior
+from regionlm.model.tokenizer import train_tokenizer, world_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import grounding_prior  # noqa: E402
+from test_geometry_probe import save_tiny  # noqa: E402
+
+
+def test_pick_follows_the_log_prior_formula():
+    big, small = np.zeros((2, 32, 32), bool), np.zeros((2, 32, 32), bool)
+    big[:, :8, :8] = True  # 64 of 1024 pixels where seen
+    small[0, 0, 0] = True  # 1 pixel, on one frame
+    cands = [{"loglik": -4.0, "prior": 0.9, "area": grounding_prior.area_share(big)},
+             {"loglik": -2.0, "prior": 0.3, "area": grounding_prior.area_share(small)},
+             {"loglik": None, "prior": 1.0, "area": 0.5}]  # never visible: never picked
+    assert grounding_prior.area_share(small) == pytest.approx(1 / 1024)
+    assert grounding_prior.pick(cands, 0.0, 0.0) == 1  # the words alone
+    assert grounding_prior.pick(cands, 0.0, 0.01) == 0  # the fragment penalised: -2 + log(0.0977) < -4
+    assert grounding_prior.pick(cands, 0.0, 0.0, model=False) == 0  # everything equal: the first
+    assert grounding_prior.pick(cands, 3.0, 0.0) == 0  # -2 + 3 log 0.3 = -5.6 < -4 + 3 log 0.9 = -4.3
+    assert grounding_prior.pick([cands[2]], 1.0, 0.01) is None
+    # the same numbers as grounding.log_prior, for the shipped terms
+    from regionlm.model import grounding
+
+    for masks, prior in ((big, 0.9), (small, 0.3)):
+        c = {"loglik": 0.0, "prior": prior, "area": grounding_prior.area_share(masks)}
+        want = log_prior(Candidate(masks, prior))
+        got = (grounding.PRIOR_WEIGHT * np.log(prior)
+               + np.log(max(min(1.0, c["area"] / grounding.SMALL_AREA), 1e-3)))
+        assert want == pytest.approx(got)
+
+
+def test_the_whole_run_writes_the_grid_and_caches_the_features(tmp_path, capsys):
+    tokenizer = train_tokenizer(world_corpus(2), vocab_size=512)
+    model = save_tiny(tmp_path / "m", tokenizer)
+    args = ["--model", str(model), "--videos", "2", "--seed", "3", "--limit", "3", "--data-dir", str(tmp_path / "d"),
+            "--out", str(tmp_path / "out")]
+    assert grounding_prior.main(args) == 0
+    result = json.loads((tmp_path / "out" / "grounding_prior.json").read_text())
+    grid = result["grid"]
+    assert result["sequences"] == 3
+    assert len([r for r in grid if isinstance(r["weight"], float)]) == \
+        len(grounding_prior.WEIGHTS) * len(grounding_prior.SMALL_AREAS)
+    oracle = next(r for r in grid if r["weight"] == "oracle")
+    assert all(r["auc"] <= oracle["auc"] + 1e-9 for r in grid)
+    assert result["best"]["auc"] == max(r["auc"] for r in grid if isinstance(r["weight"], float))
+    features = json.loads((tmp_path / "out" / "features.json").read_text())
+    assert [len(r["candidates"]) > 0 for r in features["rows"]] == [True] * 3
+    capsys.readouterr()
+    assert grounding_prior.main(args) == 0  # a re-run reads the cache: no model asked
+    assert "sequences," not in capsys.readouterr().err
+    assert grounding_prior.main(args[:4] + ["--seed", "1"]) == 2
