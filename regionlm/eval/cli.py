@@ -4,7 +4,7 @@
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
                   [--rsot-mode generate|ground] [--caption-beams N] [--region-propagation classical|off]
-                  [--caption-loop-guard on|off] [--choice-contrast A]
+                  [--caption-loop-guard on|off]
                   [--json]
     regionlm eval --list
 
@@ -65,9 +65,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--caption-loop-guard", metavar="MODE", default="on",
                    help="descriptions and referring expressions with a model: on (never write a span of text three "
                         "times in a row, default) or off")
-    p.add_argument("--choice-contrast", metavar="A", default="0",
-                   help="region multiple choice with a model, ranked: score each option by log p(option | region) "
-                        "- A log p(option | the whole frame as region), 0 <= A < 1 (default 0: off)")
     p.add_argument("--no-java", action="store_true", help="caption metrics without Java: the pure-Python PTB "
                                                          "tokenizer approximation, METEOR unavailable")
     p.add_argument("--judge-url", metavar="URL", help="videorefer-d: an OpenAI-compatible judge endpoint")
@@ -155,12 +152,6 @@ def load_model_system(args, path, bench):
     if args.caption_loop_guard not in ("on", "off"):
         raise RegionLMError(f"--caption-loop-guard must be on or off, got {args.caption_loop_guard!r}")
     options["caption_loop_guard"] = args.caption_loop_guard == "on"
-    try:
-        options["choice_contrast"] = float(args.choice_contrast)
-    except ValueError:
-        raise RegionLMError(f"--choice-contrast must be a number, got {args.choice_contrast!r}") from None
-    if not 0 <= options["choice_contrast"] < 1:
-        raise RegionLMError(f"--choice-contrast must be in [0, 1), got {args.choice_contrast}")
     return _backend("regionlm.model", "load_eval_system", "model")(path, benchmark=bench, **options)
 
 

@@ -291,8 +291,7 @@ class RegionLMSystem:
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
                  objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm",
                  choice_mode: str = "rank", rsot_mode: str = "generate", tracks_fn: Optional[Callable] = None,
-                 caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True,
-                 choice_contrast: float = 0.0):
+                 caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
         if choice_mode not in CHOICE_MODES:
@@ -317,10 +316,6 @@ class RegionLMSystem:
         self.max_new_tokens, self.clip_overlap = int(max_new_tokens), int(clip_overlap)
         self.region_mode, self.task, self.objects_fn, self.name = region_mode, task, objects_fn, name
         self.choice_mode, self.rsot_mode = choice_mode, rsot_mode
-        if isinstance(choice_contrast, bool) or not isinstance(choice_contrast, (int, float)) \
-                or not 0 <= choice_contrast < 1:
-            raise RegionLMError(f"choice_contrast must be a number in [0, 1), got {choice_contrast!r}")
-        self.choice_contrast = float(choice_contrast)
         self.tracks_fn = None
         if rsot_mode == "ground":
             from .grounding import TracksCache
@@ -336,8 +331,6 @@ class RegionLMSystem:
             self.config["region_propagation"] = region_propagation
         if task is None or task in CAPTION_TASKS:
             self.config["caption_loop_guard"] = caption_loop_guard
-        if self.choice_contrast:  # only when used: caches of runs without it stay valid
-            self.config["choice_contrast"] = self.choice_contrast
         if rsot_mode == "ground":  # the prior's terms: a cache of picks made with other terms is another run
             from .grounding import PRIOR_WEIGHT, SMALL_AREA
 
@@ -412,14 +405,8 @@ class RegionLMSystem:
         return (logp * (target != IGNORE)).sum(dim=1).cpu().tolist()
 
     def rank_options(self, example: Example, options: Sequence[str]) -> str:
-        """The option the model finds most likely (the first of equals). With ``choice_contrast`` a > 0 and
-        regions, each option's score is log p(option | regions) - a log p(option | every region the whole
-        frame): what the words and the video alone make likely is discounted, so the region decides more."""
-        scores = np.asarray(self.option_scores(example, options))
-        if self.choice_contrast and example.regions:
-            whole = [Region(np.ones_like(r.masks), r.given, r.box_frame) for r in example.regions]
-            blind = dataclasses.replace(example, regions=whole, objects=self._objects(example.frames, whole))
-            scores = scores - self.choice_contrast * np.asarray(self.option_scores(blind, options))
+        """The option the model finds most likely (the first of equals)."""
+        scores = self.option_scores(example, options)
         return str(options[int(np.argmax(scores))])
 
     def _track_budget(self, num_frames: int) -> int:

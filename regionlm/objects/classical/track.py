@@ -807,7 +807,11 @@ class CSRTBoxTracker:
             raise RegionError("box tracker: call init() first")
         if self.lost:
             return None
-        ok, b = self.csrt.update(np.ascontiguousarray(_check_frame(frame)[..., ::-1]))
+        try:
+            ok, b = self.csrt.update(np.ascontiguousarray(_check_frame(frame)[..., ::-1]))
+        except cv2.error:  # its filter can also fail on the next frame (a 2x2 box in the frame's corner)
+            self.lost = True
+            return None
         return [float(b[0]), float(b[1]), float(b[0] + b[2]), float(b[1] + b[3])] if ok else None
 
 
