@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from regionlm.data.io import atomic_write_text  # noqa: E402
+from regionlm.model.grounding import prior_terms  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 SMALL_AREAS = (0.0, 0.005, 0.01, 0.02, 0.04)
@@ -43,16 +44,11 @@ def ensure_split(folder: Path, videos: int, seed: int) -> Path:
     return path
 
 
-def area_share(masks: np.ndarray) -> float:
-    seen = masks.reshape(len(masks), -1).sum(axis=1)
-    return float(seen[seen > 0].mean()) / (masks.shape[1] * masks.shape[2]) if seen.any() else 0.0
-
-
 def collect(model, data: Path, limit) -> list[dict]:
     """Per sequence: every candidate's log-likelihood, pipeline score, area share and boxes (xywh per frame)."""
     from regionlm.api import default_model_dir
     from regionlm.eval.benchmarks import BenchmarkOptions, get_benchmark
-    from regionlm.model.grounding import ground
+    from regionlm.model.grounding import area_share, ground
     from regionlm.model.inference import FrameSource, load_eval_system
     from regionlm.regions import mask_to_box
 
@@ -79,16 +75,13 @@ def collect(model, data: Path, limit) -> list[dict]:
 
 
 def pick(cands: list, weight: float, small_area: float, model: bool = True):
-    """Index of the best candidate under these prior terms (grounding.log_prior's formula), None if none;
+    """Index of the best candidate under these prior terms (grounding.prior_terms), None if none;
     ``model=False``: by the prior alone (the words unread)."""
     best, best_score = None, -np.inf
     for k, c in enumerate(cands):
         if c["loglik"] is None:
             continue
-        prior = weight * np.log(max(c["prior"], 1e-3))
-        if small_area > 0:
-            prior += np.log(max(min(1.0, c["area"] / small_area), 1e-3))
-        total = c["loglik"] * model + prior
+        total = c["loglik"] * model + prior_terms(c["prior"], c["area"], weight, small_area)
         if total > best_score:
             best, best_score = k, total
     return best

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from regionlm.model.grounding import Candidate, log_prior
+from regionlm.model.grounding import Candidate, area_share, log_prior
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,24 +24,22 @@ def test_pick_follows_the_log_prior_formula():
     big, small = np.zeros((2, 32, 32), bool), np.zeros((2, 32, 32), bool)
     big[:, :8, :8] = True  # 64 of 1024 pixels where seen
     small[0, 0, 0] = True  # 1 pixel, on one frame
-    cands = [{"loglik": -4.0, "prior": 0.9, "area": grounding_prior.area_share(big)},
-             {"loglik": -2.0, "prior": 0.3, "area": grounding_prior.area_share(small)},
+    cands = [{"loglik": -4.0, "prior": 0.9, "area": area_share(big)},
+             {"loglik": -2.0, "prior": 0.3, "area": area_share(small)},
              {"loglik": None, "prior": 1.0, "area": 0.5}]  # never visible: never picked
-    assert grounding_prior.area_share(small) == pytest.approx(1 / 1024)
+    assert area_share(small) == pytest.approx(1 / 1024)
     assert grounding_prior.pick(cands, 0.0, 0.0) == 1  # the words alone
     assert grounding_prior.pick(cands, 0.0, 0.01) == 0  # the fragment penalised: -2 + log(0.0977) < -4
     assert grounding_prior.pick(cands, 0.0, 0.0, model=False) == 0  # everything equal: the first
     assert grounding_prior.pick(cands, 3.0, 0.0) == 0  # -2 + 3 log 0.3 = -5.6 < -4 + 3 log 0.9 = -4.3
     assert grounding_prior.pick([cands[2]], 1.0, 0.01) is None
-    # the same numbers as grounding.log_prior, for the shipped terms
+    # grounding.log_prior is the same formula with the shipped terms
     from regionlm.model import grounding
 
     for masks, prior in ((big, 0.9), (small, 0.3)):
-        c = {"loglik": 0.0, "prior": prior, "area": grounding_prior.area_share(masks)}
-        want = log_prior(Candidate(masks, prior))
         got = (grounding.PRIOR_WEIGHT * np.log(prior)
-               + np.log(max(min(1.0, c["area"] / grounding.SMALL_AREA), 1e-3)))
-        assert want == pytest.approx(got)
+               + np.log(max(min(1.0, area_share(masks) / grounding.SMALL_AREA), 1e-3)))
+        assert log_prior(Candidate(masks, prior)) == pytest.approx(got)
 
 
 def test_the_whole_run_writes_the_grid_and_caches_the_features(tmp_path, capsys):

@@ -99,14 +99,23 @@ class Grounding:
         return [list(map(float, mask_to_box(m))) if m.any() else None for m in self.tracks[self.index]]
 
 
+def area_share(masks: np.ndarray) -> float:
+    """The mean share of the frame that a track (N, H, W) covers on the frames where it is seen (0: never)."""
+    seen = masks.reshape(len(masks), -1).sum(axis=1)
+    return float(seen[seen > 0].mean()) / (masks.shape[1] * masks.shape[2]) if seen.any() else 0.0
+
+
+def prior_terms(score: float, share: float, weight: float = PRIOR_WEIGHT, small_area: float = SMALL_AREA) -> float:
+    """``weight`` x log of the pipeline's score, plus log(share / small_area) for a track covering less than
+    ``small_area`` of the frame (0: no area term)."""
+    area = float(np.log(max(min(1.0, share / small_area), MIN_PRIOR))) if small_area > 0 else 0.0
+    return weight * float(np.log(max(score, MIN_PRIOR))) + area
+
+
 def log_prior(candidate: Candidate) -> float:
     """How likely a track is to be what someone names, before the words: PRIOR_WEIGHT x log of the pipeline's
     score, plus log(share of the frame it covers / SMALL_AREA) for a track smaller than SMALL_AREA."""
-    masks = candidate.masks
-    seen = masks.reshape(len(masks), -1).sum(axis=1)
-    share = float(seen[seen > 0].mean()) / (masks.shape[1] * masks.shape[2]) if seen.any() else 0.0
-    return (PRIOR_WEIGHT * float(np.log(max(candidate.prior, MIN_PRIOR)))
-            + float(np.log(max(min(1.0, share / SMALL_AREA), MIN_PRIOR))))
+    return prior_terms(candidate.prior, area_share(candidate.masks))
 
 
 def candidate_example(frames: np.ndarray, track: np.ndarray, sampled: Sequence[int]) -> Optional[Example]:
@@ -198,5 +207,6 @@ def ground_video(system, video, expression: str, config=None):
     return (result, *ground_objects(system, video, expression, result))
 
 
-__all__ = ["Candidate", "Grounding", "TracksCache", "as_candidate", "candidate_example", "candidates_of", "ground",
-           "ground_objects", "ground_video", "log_prior", "pipeline_objects", "track_by_grounding"]
+__all__ = ["Candidate", "Grounding", "TracksCache", "area_share", "as_candidate", "candidate_example", "candidates_of",
+           "ground", "ground_objects", "ground_video", "log_prior", "pipeline_objects", "prior_terms",
+           "track_by_grounding"]
