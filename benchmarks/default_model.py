@@ -65,12 +65,12 @@ EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"], "world-rsot-gro
 NOT_TYPES = {"overall", "region_swap"}
 
 
-def ensure_split(folder: Path, split: str, videos: int) -> Path:
-    path = folder / f"{split}-{videos}-seed{SEED}"
+def ensure_split(folder: Path, split: str, videos: int, seed: int = SEED) -> Path:
+    path = folder / f"{split}-{videos}-seed{seed}"
     if not (path / "ground_truth.json").is_file():
-        print(f"generating the {split} split ({videos} videos, seed {SEED}) -> {path}", file=sys.stderr)
+        print(f"generating the {split} split ({videos} videos, seed {seed}) -> {path}", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "regionlm.cli", "world", "generate", str(path), "--split", split,
-                        "--num-videos", str(videos), "--seed", str(SEED), "--json"], check=True,
+                        "--num-videos", str(videos), "--seed", str(seed), "--json"], check=True,
                        stdout=subprocess.DEVNULL)
     return path
 

@@ -24,24 +24,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from default_model import ensure_split  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 from regionlm.model.grounding import prior_terms  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 SMALL_AREAS = (0.0, 0.005, 0.01, 0.02, 0.04)
-
-
-def ensure_split(folder: Path, videos: int, seed: int) -> Path:
-    import subprocess
-
-    path = folder / f"test-{videos}-seed{seed}"
-    if not (path / "ground_truth.json").is_file():
-        print(f"generating the validation split ({videos} videos, seed {seed}) -> {path}", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "regionlm.cli", "world", "generate", str(path), "--split", "test",
-                        "--num-videos", str(videos), "--seed", str(seed), "--json"], check=True,
-                       stdout=subprocess.DEVNULL)
-    return path
 
 
 def collect(model, data: Path, limit) -> list[dict]:
@@ -87,13 +77,12 @@ def pick(cands: list, weight: float, small_area: float, model: bool = True):
     return best
 
 
-def score(bench, items: list, rows: list, choose) -> dict:
-    """world-rsot's metrics when ``choose(candidates)`` gives each sequence's picked candidate."""
-    preds = {}
-    for item, row in zip(items, rows):
-        k = choose(row["candidates"])
-        preds[item.id] = [None] * len(item.gt) if k is None else row["candidates"][k]["boxes"]
-    return bench.score(items, preds).metrics
+def evaluate_picks(bench, items: list, rows: list, picks: list, best: list) -> tuple[float, float]:
+    """world-rsot's AUC when each sequence answers its picked candidate's boxes (none: no box), and the share of
+    sequences whose pick is their best track (percent)."""
+    preds = {it.id: [None] * len(it.gt) if k is None else r["candidates"][k]["boxes"]
+             for it, r, k in zip(items, rows, picks)}
+    return bench.score(items, preds).metrics["auc"], float(np.mean([p == b for p, b in zip(picks, best)])) * 100
 
 
 def main(argv=None) -> int:
@@ -113,7 +102,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = ensure_split(Path(args.data_dir), args.videos, args.seed)
+    data = ensure_split(Path(args.data_dir), "test", args.videos, args.seed)
     cache = out / "features.json"
     meta = {"model": args.model or "shipped default", "data": str(data), "limit": args.limit}
     cached = json.loads(cache.read_text()) if cache.is_file() else None
@@ -130,21 +119,17 @@ def main(argv=None) -> int:
             int(np.argmax([bench.score([item], {item.id: c["boxes"]}).metrics["auc"] for c in r["candidates"]]))
             for item, r in zip(items, rows)]
     table = []
+
+    def add(weight, small_area, picks):
+        auc, right = evaluate_picks(bench, items, rows, picks, best)
+        table.append({"weight": weight, "small_area": small_area, "auc": auc, "best_picked": right})
+
     for w in WEIGHTS:
         for a in SMALL_AREAS:
-            picks = [pick(r["candidates"], w, a) for r in rows]
-            m = score(bench, items, rows, lambda c, w=w, a=a: pick(c, w, a))
-            right = float(np.mean([p == b for p, b in zip(picks, best)])) * 100
-            table.append({"weight": w, "small_area": a, "auc": m["auc"], "best_picked": right})
-    preds = {it.id: [None] * len(it.gt) if b is None else r["candidates"][b]["boxes"]
-             for it, r, b in zip(items, rows, best)}
-    m = bench.score(items, preds).metrics
-    table.append({"weight": "oracle", "small_area": "-", "auc": m["auc"], "best_picked": 100.0})
+            add(w, a, [pick(r["candidates"], w, a) for r in rows])
+    add("oracle", "-", best)
     for a in SMALL_AREAS:  # the words unread: how much the model's pick adds
-        picks = [pick(r["candidates"], 1.0, a, model=False) for r in rows]
-        m = score(bench, items, rows, lambda c, a=a: pick(c, 1.0, a, model=False))
-        right = float(np.mean([p == b for p, b in zip(picks, best)])) * 100
-        table.append({"weight": "no model", "small_area": a, "auc": m["auc"], "best_picked": right})
+        add("no model", a, [pick(r["candidates"], 1.0, a, model=False) for r in rows])
     print(f"{'weight':>8} {'small_area':>10} {'auc':>6} {'best picked %':>14}")
     for r in table:
         print(f"{r['weight']!s:>8} {r['small_area']!s:>10} {r['auc']:6.1f} {r['best_picked']:14.1f}")
