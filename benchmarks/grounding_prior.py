@@ -40,7 +40,7 @@ def collect(model, data: Path, limit) -> list[dict]:
     from regionlm.eval.benchmarks import BenchmarkOptions, get_benchmark
     from regionlm.model.grounding import area_share, ground
     from regionlm.model.inference import FrameSource, load_eval_system
-    from regionlm.regions import mask_to_box
+    from regionlm.regions import box_xyxy_to_xywh, mask_to_box
 
     bench = get_benchmark("world-rsot")(BenchmarkOptions(data=data))
     items = bench.load()[:limit]
@@ -53,9 +53,8 @@ def collect(model, data: Path, limit) -> list[dict]:
         candidates = system.tracks_fn(frames)
         picked = ground(system, frames, s.expression, candidates)
         cands = []
-        for c, loglik in zip(candidates, picked.likelihoods or [-np.inf] * len(candidates)):
-            boxes = [None if not m.any() else [float(v) for v in mask_to_box(m)] for m in c.masks]
-            boxes = [None if b is None else [b[0], b[1], b[2] - b[0], b[3] - b[1]] for b in boxes]
+        for c, loglik in zip(candidates, picked.likelihoods):
+            boxes = [box_xyxy_to_xywh([float(v) for v in mask_to_box(m)]) if m.any() else None for m in c.masks]
             cands.append({"loglik": None if not np.isfinite(loglik) else float(loglik), "prior": float(c.prior),
                           "area": area_share(c.masks), "boxes": boxes})
         rows.append({"id": item.id, "expression": s.expression, "candidates": cands})
