@@ -14,8 +14,8 @@ from regionlm.cli import main
 from regionlm.eval.benchmarks import get_benchmark
 from regionlm.eval.benchmarks.base import BenchmarkOptions
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
-from regionlm.model.grounding import (PRIOR_WEIGHT, SMALL_AREA, Candidate, TracksCache, candidate_example, ground,
-                                      log_prior)
+from regionlm.model.grounding import (PRIOR_WEIGHT, SMALL_AREA, VIEW_MODE, Candidate, TracksCache, candidate_example,
+                                      ground, log_prior)
 from regionlm.model.inference import RegionLMSystem
 from regionlm.model.processing import RegionLMProcessor
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
@@ -59,7 +59,8 @@ def test_ground_picks_the_best_likelihood_plus_log_prior():
     scorer = ScriptedScorer({2: -3.0, 20: -2.0})
     g = ground(scorer, frames, "the red star", [a, b, c])
     assert g.index == 1 and g.scores[2] == -np.inf
-    assert [s[1] for s in scorer.seen] == [4, 4]  # shown on every sampled frame where it is visible
+    # each shown on one sampled frame at a time (4 views each), its likelihood the mean over the views
+    assert [s[1] for s in scorer.seen] == [1] * 8 and g.likelihoods[:2] == pytest.approx([-3.0, -2.0])
     boxes = g.boxes()
     assert len(boxes) == 8 and boxes[3] == [5.0, 20.0, 9.0, 24.0] == list(map(float, mask_to_box(b[3])))
     # the pipeline's prior: b is likelier text-wise, but the pipeline barely believes it is an object
@@ -207,7 +208,7 @@ def test_eval_rsot_mode_option(world, model_dir, tmp_path):
     run = json.loads((tmp_path / "g" / "run.json").read_text())["system"]
     assert run["rsot_mode"] == "ground"
     # the prior's terms are part of the run: a cache of picks made with other terms is not reused
-    assert run["grounding_prior"] == {"weight": PRIOR_WEIGHT, "small_area": SMALL_AREA}
+    assert run["grounding_prior"] == {"weight": PRIOR_WEIGHT, "small_area": SMALL_AREA, "views": VIEW_MODE}
     run["grounding_prior"]["weight"] = 1.0
     (tmp_path / "g" / "run.json").write_text(json.dumps({"benchmark": "world-rsot", "system": run}))
     assert main(["eval", "--benchmark", "world-rsot", "--data", str(world), "--model", str(model_dir), "--out",

@@ -332,9 +332,9 @@ class RegionLMSystem:
         if task is None or task in CAPTION_TASKS:
             self.config["caption_loop_guard"] = caption_loop_guard
         if rsot_mode == "ground":  # the prior's terms: a cache of picks made with other terms is another run
-            from .grounding import PRIOR_WEIGHT, SMALL_AREA
+            from .grounding import PRIOR_WEIGHT, SMALL_AREA, VIEW_MODE
 
-            self.config["grounding_prior"] = {"weight": PRIOR_WEIGHT, "small_area": SMALL_AREA}
+            self.config["grounding_prior"] = {"weight": PRIOR_WEIGHT, "small_area": SMALL_AREA, "views": VIEW_MODE}
 
     # ------------------------------------------------------------------ generation
 
