@@ -1,12 +1,14 @@
-"""Tune referring tracking by grounding (`--rsot-mode ground`): the prior's terms, on a validation split.
+"""Tune referring tracking by grounding (`--rsot-mode ground`): the prior's terms and how a candidate is shown, on
+a validation split.
 
 Grounding scores each object-pipeline track by the model's log-likelihood of the expression as that track's
 referring expression, plus PRIOR_WEIGHT x log(pipeline score) and an area term for tracks under SMALL_AREA of the
-frame (regionlm/model/grounding.py). This script runs the pipeline and the model once per sequence of a
-validation split (the test split with seed 2: the benchmark uses seed 1, training neither), keeps every
-candidate's features and boxes (features.json: re-runs only re-read it), then scores world-rsot's AUC for a grid
-of the two terms without asking the model again. It prints the table (the oracle: the best track of each
-sequence) and writes grounding_prior.json.
+frame (regionlm/model/grounding.py). This script runs the pipeline once and the model twice per sequence of a
+validation split (the test split with seed 2: the benchmark uses seed 1, training neither): the likelihood with
+the track shown on one frame at a time (views "each", shipped) and on every frame at once ("joint"). It keeps
+every candidate's features and boxes (features.json: re-runs only re-read it), then scores world-rsot's AUC for a
+grid of the two terms, for both view modes, without asking the model again. It prints the table (the oracle: the
+best track of each sequence) and writes grounding_prior.json.
 
     python benchmarks/grounding_prior.py [--model DIR] [--videos 50] [--seed 2] [--limit N]
                                          [--out benchmarks/results/grounding_prior]
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from default_model import ensure_split  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
-from regionlm.model.grounding import prior_terms  # noqa: E402
+from regionlm.model.grounding import VIEW_MODES, prior_terms  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 SMALL_AREAS = (0.0, 0.005, 0.01, 0.02, 0.04)
@@ -51,11 +53,12 @@ def collect(model, data: Path, limit) -> list[dict]:
         with FrameSource(s.video, s.frame_indices) as src:
             frames = src.get(list(range(src.num_frames)))
         candidates = system.tracks_fn(frames)
-        picked = ground(system, frames, s.expression, candidates)
+        each = ground(system, frames, s.expression, candidates, views="each").likelihoods
+        joint = ground(system, frames, s.expression, candidates, views="joint").likelihoods
         cands = []
-        for c, loglik in zip(candidates, picked.likelihoods):
+        for c, loglik, loglik_joint in zip(candidates, each, joint):
             boxes = [box_xyxy_to_xywh([float(v) for v in mask_to_box(m)]) if m.any() else None for m in c.masks]
-            cands.append({"loglik": None if not np.isfinite(loglik) else float(loglik), "prior": float(c.prior),
+            cands.append({"loglik": finite(loglik), "loglik_joint": finite(loglik_joint), "prior": float(c.prior),
                           "area": area_share(c.masks), "boxes": boxes})
         rows.append({"id": item.id, "expression": s.expression, "candidates": cands})
         if (i + 1) % 10 == 0 or i + 1 == len(items):
@@ -63,14 +66,19 @@ def collect(model, data: Path, limit) -> list[dict]:
     return rows
 
 
-def pick(cands: list, weight: float, small_area: float, model: bool = True):
-    """Index of the best candidate under these prior terms (grounding.prior_terms), None if none;
-    ``model=False``: by the prior alone (the words unread)."""
+def finite(x: float):
+    return float(x) if np.isfinite(x) else None
+
+
+def pick(cands: list, weight: float, small_area: float, model: bool = True, views: str = "each"):
+    """Index of the best candidate under these prior terms (grounding.prior_terms) and the likelihood of these
+    views, None if none; ``model=False``: by the prior alone (the words unread)."""
+    key = "loglik" if views == "each" else "loglik_joint"
     best, best_score = None, -np.inf
     for k, c in enumerate(cands):
-        if c["loglik"] is None:
+        if c[key] is None:
             continue
-        total = c["loglik"] * model + prior_terms(c["prior"], c["area"], weight, small_area)
+        total = c[key] * model + prior_terms(c["prior"], c["area"], weight, small_area)
         if total > best_score:
             best, best_score = k, total
     return best
@@ -103,7 +111,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = ensure_split(Path(args.data_dir), "test", args.videos, args.seed)
     cache = out / "features.json"
-    meta = {"model": args.model or "shipped default", "data": str(data), "limit": args.limit}
+    meta = {"model": args.model or "shipped default", "data": str(data), "limit": args.limit, "views": list(VIEW_MODES)}
     cached = json.loads(cache.read_text()) if cache.is_file() else None
     if cached and cached["meta"] == meta:
         rows = cached["rows"]
@@ -119,22 +127,23 @@ def main(argv=None) -> int:
             for item, r in zip(items, rows)]
     table = []
 
-    def add(weight, small_area, picks):
+    def add(views, weight, small_area, picks):
         auc, right = evaluate_picks(bench, items, rows, picks, best)
-        table.append({"weight": weight, "small_area": small_area, "auc": auc, "best_picked": right})
+        table.append({"views": views, "weight": weight, "small_area": small_area, "auc": auc, "best_picked": right})
 
-    for w in WEIGHTS:
-        for a in SMALL_AREAS:
-            add(w, a, [pick(r["candidates"], w, a) for r in rows])
-    add("oracle", "-", best)
+    for views in VIEW_MODES:
+        for w in WEIGHTS:
+            for a in SMALL_AREAS:
+                add(views, w, a, [pick(r["candidates"], w, a, views=views) for r in rows])
+    add("-", "oracle", "-", best)
     for a in SMALL_AREAS:  # the words unread: how much the model's pick adds
-        add("no model", a, [pick(r["candidates"], 1.0, a, model=False) for r in rows])
-    print(f"{'weight':>8} {'small_area':>10} {'auc':>6} {'best picked %':>14}")
+        add("-", "no model", a, [pick(r["candidates"], 1.0, a, model=False) for r in rows])
+    print(f"{'views':>6} {'weight':>8} {'small_area':>10} {'auc':>6} {'best picked %':>14}")
     for r in table:
-        print(f"{r['weight']!s:>8} {r['small_area']!s:>10} {r['auc']:6.1f} {r['best_picked']:14.1f}")
+        print(f"{r['views']:>6} {r['weight']!s:>8} {r['small_area']!s:>10} {r['auc']:6.1f} {r['best_picked']:14.1f}")
     top = max((r for r in table if isinstance(r["weight"], float)), key=lambda r: r["auc"])
-    print(f"best on this split: weight {top['weight']}, small_area {top['small_area']}: AUC {top['auc']:.1f} "
-          f"({len(rows)} sequences)")
+    print(f"best on this split: views {top['views']}, weight {top['weight']}, small_area {top['small_area']}: "
+          f"AUC {top['auc']:.1f} ({len(rows)} sequences)")
     report = {"benchmark": "grounding_prior", **meta, "seed": args.seed, "sequences": len(rows), "grid": table,
               "best": top}
     atomic_write_text(out / "grounding_prior.json", json.dumps(report, indent=2))

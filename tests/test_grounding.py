@@ -15,7 +15,7 @@ from regionlm.eval.benchmarks import get_benchmark
 from regionlm.eval.benchmarks.base import BenchmarkOptions
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.grounding import (PRIOR_WEIGHT, SMALL_AREA, VIEW_MODE, Candidate, TracksCache, candidate_example,
-                                      ground, log_prior)
+                                      expression_likelihoods, ground, log_prior, single_views)
 from regionlm.model.inference import RegionLMSystem
 from regionlm.model.processing import RegionLMProcessor
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
@@ -61,6 +61,11 @@ def test_ground_picks_the_best_likelihood_plus_log_prior():
     assert g.index == 1 and g.scores[2] == -np.inf
     # each shown on one sampled frame at a time (4 views each), its likelihood the mean over the views
     assert [s[1] for s in scorer.seen] == [1] * 8 and g.likelihoods[:2] == pytest.approx([-3.0, -2.0])
+    scorer = ScriptedScorer({2: -3.0, 20: -2.0})
+    assert ground(scorer, frames, "the red star", [a, b], views="joint").index == 1
+    assert [s[1] for s in scorer.seen] == [4, 4]  # every sampled frame at once
+    with pytest.raises(ValueError, match="views"):
+        ground(scorer, frames, "the red star", [a], views="both")
     boxes = g.boxes()
     assert len(boxes) == 8 and boxes[3] == [5.0, 20.0, 9.0, 24.0] == list(map(float, mask_to_box(b[3])))
     # the pipeline's prior: b is likelier text-wise, but the pipeline barely believes it is an object
@@ -81,6 +86,22 @@ def test_ground_picks_the_best_likelihood_plus_log_prior():
     assert ground(scorer, frames, "the red star", []).index is None
     nothing = ground(scorer, frames, "the red star", [c])
     assert nothing.index is None and nothing.boxes() == [None] * 8
+
+
+def test_the_likelihood_over_views_is_their_mean_probability():
+    class ByFrame:  # the view on the first given frame is much likelier than the others
+        def answer_logprobs(self, examples):
+            return [-1.0 if int(np.flatnonzero(ex.regions[0].given)[0]) == 0 else -5.0 for ex in examples]
+
+    frames = np.zeros((4, 32, 32, 3), np.uint8)
+    ex = candidate_example(frames, square_track(4, 2, 2), [0, 1, 2, 3])
+    assert [v.regions[0].given.tolist() for v in single_views(ex)] == [[True, False, False, False],
+                                                                      [False, True, False, False],
+                                                                      [False, False, True, False],
+                                                                      [False, False, False, True]]
+    got = expression_likelihoods(ByFrame(), [ex, ex], views="each")
+    assert got == pytest.approx([np.log((np.exp(-1.0) + 3 * np.exp(-5.0)) / 4)] * 2)
+    assert expression_likelihoods(ByFrame(), [ex], views="joint") == [-1.0]
 
 
 def test_candidate_example_and_tracks_cache():

@@ -33,6 +33,8 @@ def test_pick_follows_the_log_prior_formula():
     assert grounding_prior.pick(cands, 0.0, 0.0, model=False) == 0  # everything equal: the first
     assert grounding_prior.pick(cands, 3.0, 0.0) == 0  # -2 + 3 log 0.3 = -5.6 < -4 + 3 log 0.9 = -4.3
     assert grounding_prior.pick([cands[2]], 1.0, 0.01) is None
+    joint = [dict(c, loglik_joint=j) for c, j in zip(cands, (-1.0, -2.0, None))]  # the other view mode's likelihood
+    assert grounding_prior.pick(joint, 0.0, 0.0, views="joint") == 0 and grounding_prior.pick(joint, 0.0, 0.0) == 1
     # grounding.log_prior is the same formula with the shipped terms
     from regionlm.model import grounding
 
@@ -52,12 +54,13 @@ def test_the_whole_run_writes_the_grid_and_caches_the_features(tmp_path, capsys)
     grid = result["grid"]
     assert result["sequences"] == 3
     assert len([r for r in grid if isinstance(r["weight"], float)]) == \
-        len(grounding_prior.WEIGHTS) * len(grounding_prior.SMALL_AREAS)
+        2 * len(grounding_prior.WEIGHTS) * len(grounding_prior.SMALL_AREAS)  # views "each" and "joint"
     oracle = next(r for r in grid if r["weight"] == "oracle")
     assert all(r["auc"] <= oracle["auc"] + 1e-9 for r in grid)
     assert result["best"]["auc"] == max(r["auc"] for r in grid if isinstance(r["weight"], float))
     features = json.loads((tmp_path / "out" / "features.json").read_text())
     assert [len(r["candidates"]) > 0 for r in features["rows"]] == [True] * 3
+    assert all({"loglik", "loglik_joint"} <= set(c) for r in features["rows"] for c in r["candidates"])
     capsys.readouterr()
     assert grounding_prior.main(args) == 0  # a re-run reads the cache: no model asked
     assert "sequences," not in capsys.readouterr().err

@@ -286,6 +286,40 @@ def test_ranking_with_the_shared_prompt_scores_as_whole_answers_do(world, tokeni
     assert sys_.option_scores(ex, sample.options) == pytest.approx(whole, abs=1e-4)
 
 
+@pytest.mark.parametrize("encoder", ["token_mark", "mask_pool", "object_tokens", "roi_box", "text_coords",
+                                     "visual_marks"])
+def test_region_views_with_the_shared_head_score_as_whole_answers_do(world, tokenizer, encoder):
+    """region_view_logprobs (grounding's views: one prompt and answer, different regions) runs the rows' common
+    head once and each row's tail from its cache: the same log-likelihoods as answer_logprobs, whatever the
+    encoder changes (region tokens, the video tokens, the prompt's text)."""
+    from regionlm.model.example import Example, Region
+    from regionlm.model.grounding import single_views
+    from regionlm.model.prompts import build_prompt
+
+    sys_ = tiny(tokenizer, encoder)
+    frames = sys_._sample_example(first_sample(world, "world-q")).frames
+    t, h, w = frames.shape[:3]
+    views = []
+    for y in (4, 30):  # two candidate squares, each on every frame, shown one frame at a time
+        masks = np.zeros((t, h, w), bool)
+        for j in range(t):
+            masks[j, y:y + 12, 4 + 3 * j:16 + 3 * j] = True
+        views += single_views(Example(task="reg", frames=frames, prompt=build_prompt("reg"), answer="the red star",
+                                      regions=[Region(masks, np.ones(t, bool))]))
+    lengths = []
+    hook = sys_.model.language_model.register_forward_hook(
+        lambda module, args, kwargs, out: lengths.append(tuple(kwargs["inputs_embeds"].shape[:2])),
+        with_kwargs=True)
+    try:
+        shared = sys_.region_view_logprobs(views)
+    finally:
+        hook.remove()
+    assert shared == pytest.approx(sys_.answer_logprobs(views), abs=1e-4)
+    if encoder == "mask_pool":  # the video and the prompt up to the region: once, then a few tokens per row
+        (one, head), (rows, tail) = lengths
+        assert one == 1 and rows == len(views) == 2 * t and tail < 20 < head
+
+
 def test_captions_use_beam_search(world, tokenizer):
     """Descriptions and referring expressions are decoded with ``caption_beams`` beams (batched as one by one);
     questions stay greedy."""

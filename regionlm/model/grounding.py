@@ -32,16 +32,15 @@ from .example import Example, Region
 from .prompts import build_prompt
 
 MIN_PRIOR = 1e-3  # a track the pipeline gives score 0 is unlikely, not impossible
-# The prior's terms, chosen on a validation split (RegionWorld test split, seed 2, 100 videos, 398 expressions;
-# the benchmark split is seed 1) by `python benchmarks/grounding_prior.py`, for the shipped model: weighting the
-# pipeline's score 6 times and penalising tracks that cover under 1% of the frame (fragments: their few pixels fit
-# many expressions) raised world-rsot's AUC there from 54.1 (the model's likelihood alone) and 60.7 (the terms
-# chosen for the 2-core model: 2x, 0.5%) to 64.4 (the oracle pick 78.6; the prior alone, words unread, 25.6).
-# docs/RESULTS.md has the table.
+# The prior's terms and how a candidate is shown, chosen on a validation split (RegionWorld test split, seed 2, 100
+# videos, 398 expressions; the benchmark split is seed 1) by `python benchmarks/grounding_prior.py` for the shipped
+# model. Weighting the pipeline's score 6 times and penalising tracks that cover under 1% of the frame (fragments:
+# their few pixels fit many expressions) raised world-rsot's AUC there from 54.1 (the likelihood alone) to 64.4
+# with candidates shown on every frame at once; showing them one frame at a time ("each") then gave 73.2 (70.5
+# without the prior, which now matters little: 72.2-73.5 for weights 1-6; the oracle pick 78.6). docs/RESULTS.md
+# has the table.
 PRIOR_WEIGHT = 6.0
 SMALL_AREA = 0.01  # mean share of the frame a track covers where it is seen; below it the prior drops in proportion
-# How a candidate is shown (see the module docstring). Chosen on the same validation split: "each" (the mean
-# likelihood over single-frame views) 73.2 AUC with the terms above, "joint" (every frame at once) 64.4.
 VIEW_MODES = ("each", "joint")
 VIEW_MODE = "each"
 SCORE_BATCH = 32  # views per forward pass (a candidate has up to num_frames of them)
@@ -153,9 +152,17 @@ def expression_likelihoods(system, examples: list, views: str = VIEW_MODE) -> li
         raise ValueError(f"views must be one of {VIEW_MODES}, got {views!r}")
     shown = [[ex] if views == "joint" else single_views(ex) for ex in examples]
     flat = [v for group in shown for v in group]
-    scores = []
-    for i in range(0, len(flat), SCORE_BATCH):
-        scores += system.answer_logprobs(flat[i:i + SCORE_BATCH])
+    # views on the same frames in one batch: they share everything before the region (region_view_logprobs)
+    score = getattr(system, "region_view_logprobs", system.answer_logprobs)
+    by_clip: dict = {}
+    for i, view in enumerate(flat):
+        by_clip.setdefault(id(view.frames), []).append(i)
+    scores = [0.0] * len(flat)
+    for rows in by_clip.values():
+        for j in range(0, len(rows), SCORE_BATCH):
+            part = rows[j:j + SCORE_BATCH]
+            for i, value in zip(part, score([flat[i] for i in part])):
+                scores[i] = value
     out, i = [], 0
     for group in shown:
         part = np.asarray(scores[i:i + len(group)], float)

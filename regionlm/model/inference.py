@@ -63,6 +63,8 @@ CAPTION_TASKS = ("region_caption", "reg")
 PROPAGATED_TASKS = ("region_caption",)
 GENERATE_KEYS = ("input_ids", "attention_mask", "pixel_values", "region_masks", "region_given", "region_valid",
                  "object_masks", "object_valid")
+EMBED_KEYS = ("input_ids", "pixel_values", "region_masks", "region_given", "region_valid", "object_masks",
+              "object_valid")  # RegionLMForConditionalGeneration.embed_inputs' arguments, in order
 
 
 # ---------------------------------------------------------------------------------------------------- frames
@@ -371,6 +373,39 @@ class RegionLMSystem:
         scored = target != IGNORE
         logp = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (logp * scored).sum(dim=1).cpu().tolist()
+
+    def region_view_logprobs(self, examples: Sequence[Example]) -> list[float]:
+        """log p(answer | prompt) of Examples that differ only in their regions (one candidate region, or one
+        frame of it, per row: grounding's views), as answer_logprobs gives them.
+
+        The rows' token ids are equal, and so are their embeddings up to the first one the regions change (for
+        most encoders the first `<region>` token; earlier for those that mark the video itself): that shared
+        head goes through the language model once (its key/value cache) and only each row's tail is run. Rows
+        whose tokens differ are scored whole."""
+        batch = self.processor(list(examples), train=True)
+        labels = batch.pop("labels")
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if len(examples) < 2 or not bool((ids == ids[:1]).all()) or not bool(mask.all()):
+            return self.answer_logprobs(examples)
+        dev = self.device
+        with torch.no_grad():
+            embeds, _, _ = self.model.embed_inputs(*(batch[k].to(dev) if batch.get(k) is not None else None
+                                                     for k in EMBED_KEYS))
+            differs = (embeds != embeds[:1]).flatten(2).any(dim=2).any(dim=0)
+            first_answer = int((labels[0] != IGNORE).float().argmax())
+            start = min(int(differs.float().argmax()) if differs.any() else first_answer, first_answer)
+            if start < 1:
+                return self.answer_logprobs(examples)
+            head = self.model.language_model(inputs_embeds=embeds[:1, :start], use_cache=True, logits_to_keep=1)
+            cache = head.past_key_values
+            cache.batch_repeat_interleave(len(examples))
+            tail = self.model.language_model(inputs_embeds=embeds[:, start:], attention_mask=mask.to(dev),
+                                             past_key_values=cache, use_cache=False)
+            # the logits predicting tokens start.. : the head's last position, then the tail's
+            logits = torch.cat([head.logits[:, -1:].expand(len(examples), -1, -1), tail.logits[:, :-1]], dim=1)
+        target = labels[:, start:].to(dev)
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (logp * (target != IGNORE)).sum(dim=1).cpu().tolist()
 
     def option_scores(self, example: Example, options: Sequence[str]) -> list[float]:
         """log p(option | prompt) for each option, as the answer to ``example``'s prompt (as answer_logprobs).
