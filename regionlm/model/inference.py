@@ -67,6 +67,13 @@ EMBED_KEYS = ("input_ids", "pixel_values", "region_masks", "region_given", "regi
               "object_valid")  # RegionLMForConditionalGeneration.embed_inputs' arguments, in order
 
 
+def summed_logprobs(logits: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """Per row, the summed log-probabilities of the ``target`` tokens (IGNORE: not scored) under the ``logits``
+    that predict them (B, L, V) against (B, L)."""
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (logp * (target != IGNORE)).sum(dim=1).cpu().tolist()
+
+
 # ---------------------------------------------------------------------------------------------------- frames
 
 
@@ -368,11 +375,20 @@ class RegionLMSystem:
         labels = batch.pop("labels").to(self.device)
         inputs = {k: v.to(self.device) for k, v in batch.items() if k in GENERATE_KEYS}
         with torch.no_grad():
-            logits = self.model(**inputs).logits[:, :-1].float()
-        target = labels[:, 1:]
-        scored = target != IGNORE
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (logp * scored).sum(dim=1).cpu().tolist()
+            logits = self.model(**inputs).logits[:, :-1]
+        return summed_logprobs(logits, labels[:, 1:])
+
+    def _tails_logprobs(self, head, tail_inputs: dict, labels: torch.Tensor, start: int) -> list[float]:
+        """Answer log-likelihoods of rows that share their first ``start`` positions: ``head`` is the language
+        model's output on those, once (its key/value cache and its last position's logits); each row's tail
+        (``tail_inputs``, positions start..) runs from that cache. Call under no_grad."""
+        n = len(labels)
+        cache = head.past_key_values
+        cache.batch_repeat_interleave(n)
+        tail = self.model.language_model(**tail_inputs, past_key_values=cache, use_cache=False)
+        # the logits predicting tokens start.. : the head's last position, then the tail's
+        logits = torch.cat([head.logits[:, -1:].expand(n, -1, -1), tail.logits[:, :-1]], dim=1)
+        return summed_logprobs(logits, labels[:, start:].to(self.device))
 
     def region_view_logprobs(self, examples: Sequence[Example]) -> list[float]:
         """log p(answer | prompt) of Examples that differ only in their regions (one candidate region, or one
@@ -384,28 +400,21 @@ class RegionLMSystem:
         whose tokens differ are scored whole."""
         batch = self.processor(list(examples), train=True)
         labels = batch.pop("labels")
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        if len(examples) < 2 or not bool((ids == ids[:1]).all()) or not bool(mask.all()):
+        ids = batch["input_ids"]
+        if len(examples) < 2 or not bool((ids == ids[:1]).all()):  # equal ids: equal lengths, no padding
             return self.answer_logprobs(examples)
         dev = self.device
         with torch.no_grad():
             embeds, _, _ = self.model.embed_inputs(*(batch[k].to(dev) if batch.get(k) is not None else None
                                                      for k in EMBED_KEYS))
             differs = (embeds != embeds[:1]).flatten(2).any(dim=2).any(dim=0)
-            first_answer = int((labels[0] != IGNORE).float().argmax())
-            start = min(int(differs.float().argmax()) if differs.any() else first_answer, first_answer)
+            start = int((labels[0] != IGNORE).float().argmax())  # the first answer token at the latest
+            if differs.any():
+                start = min(start, int(differs.float().argmax()))
             if start < 1:
                 return self.answer_logprobs(examples)
             head = self.model.language_model(inputs_embeds=embeds[:1, :start], use_cache=True, logits_to_keep=1)
-            cache = head.past_key_values
-            cache.batch_repeat_interleave(len(examples))
-            tail = self.model.language_model(inputs_embeds=embeds[:, start:], attention_mask=mask.to(dev),
-                                             past_key_values=cache, use_cache=False)
-            # the logits predicting tokens start.. : the head's last position, then the tail's
-            logits = torch.cat([head.logits[:, -1:].expand(len(examples), -1, -1), tail.logits[:, :-1]], dim=1)
-        target = labels[:, start:].to(dev)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (logp * (target != IGNORE)).sum(dim=1).cpu().tolist()
+            return self._tails_logprobs(head, {"inputs_embeds": embeds[:, start:]}, labels, start)
 
     def option_scores(self, example: Example, options: Sequence[str]) -> list[float]:
         """log p(option | prompt) for each option, as the answer to ``example``'s prompt (as answer_logprobs).
@@ -427,17 +436,10 @@ class RegionLMSystem:
                   for k, v in batch.items() if k in GENERATE_KEYS}
         with torch.no_grad():
             head = self.model(**prompt, use_cache=True, logits_to_keep=1)  # only the last position's
-            cache = head.past_key_values
-            cache.batch_repeat_interleave(len(examples))
             mask = torch.cat([torch.ones(len(examples), start, dtype=batch["attention_mask"].dtype),
                               batch["attention_mask"][:, start:]], dim=1).to(dev)
-            tail = self.model.language_model(input_ids=ids[:, start:].to(dev), attention_mask=mask,
-                                             past_key_values=cache, use_cache=False)
-            # the logits that predict answer tokens start..end: the prompt's last position, then the tail's
-            logits = torch.cat([head.logits[:, -1:].expand(len(examples), -1, -1), tail.logits[:, :-1]], dim=1)
-        target = labels[:, start:].to(dev)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (logp * (target != IGNORE)).sum(dim=1).cpu().tolist()
+            return self._tails_logprobs(head, {"input_ids": ids[:, start:].to(dev), "attention_mask": mask},
+                                        labels, start)
 
     def rank_options(self, example: Example, options: Sequence[str]) -> str:
         """The option the model finds most likely (the first of equals)."""
