@@ -4,6 +4,7 @@ and `regionlm objects`."""
 import itertools
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -410,6 +411,46 @@ def test_pipeline_finds_the_objects_of_a_regionworld_video(index):
     assert len(result.objects) <= len(scene.objects) + 2
     assert {"detect", "segment", "track", "total", "fps"} <= set(result.timing)
     assert result.timing["frames"] == T
+
+
+def test_pipeline_finds_thin_objects_in_a_decoded_video(tmp_path):
+    """A 64x64 video as RegionWorld writes it (H.264, 4:2:0 colour): its two 2-pixel red rings came back in
+    fragments before the chroma was re-fitted to the luma (objects.chroma)."""
+    from regionlm.video import VideoReader
+    from regionlm.world.generate import VIDEO_OPTIONS
+
+    scene, r, _ = make_video(2, "test", 9, WorldConfig())
+    path = tmp_path / "rings.mp4"
+    write_video(path, r.frames, fps=8, options=VIDEO_OPTIONS)
+    with VideoReader(path) as reader:
+        frames = reader.get_frames(range(reader.num_frames))
+    T, H, W = frames.shape[:3]
+    result = ObjectPipeline(PipelineConfig()).run_frames(enumerate(frames), T, H, W, str(path))
+    assert _recall(result, r) >= 0.9
+    assert len(result.objects) <= len(scene.objects) + 2
+
+
+def test_smooth_chroma_keeps_luma_and_flat_colour():
+    from regionlm.objects.chroma import smooth_chroma
+
+    _, r, _ = make_video(2, "test", 9, WorldConfig())
+    frame = r.frames[0]
+    out = smooth_chroma(frame)
+    assert out.shape == frame.shape and out.dtype == np.uint8
+    luma = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2LAB)[..., 0].astype(int)  # noqa: E731
+    assert np.abs(luma(out) - luma(frame)).max() <= 2  # colour only (Lab -> RGB rounding)
+    flat = np.zeros((16, 16, 3), np.uint8)
+    flat[:, :8] = (200, 40, 40)  # two flat colours side by side stay as they are
+    flat[:, 8:] = (40, 40, 200)
+    assert np.abs(smooth_chroma(flat).astype(int) - flat).max() <= 2
+    # 2x2 chroma blocks inside one object of uniform luma (4:2:0 by hand) come out (nearly) uniform
+    lab = cv2.cvtColor(np.full((16, 16, 3), (200, 40, 40), np.uint8), cv2.COLOR_RGB2LAB).astype(int)
+    checker = (np.arange(16)[:, None] // 2 + np.arange(16)[None] // 2) % 2
+    lab[..., 1] += 12 * checker - 6
+    lab = lab.astype(np.uint8)
+    blocky = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    a = lambda img: cv2.cvtColor(img, cv2.COLOR_RGB2LAB)[2:-2, 2:-2, 1].astype(float)  # noqa: E731
+    assert a(smooth_chroma(blocky)).std() < 0.5 * a(blocky).std()
 
 
 # ------------------------------------------------------------------ CLI

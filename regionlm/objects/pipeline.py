@@ -41,6 +41,7 @@ import numpy as np
 
 from regionlm.errors import RegionLMError, VideoError
 from regionlm.objects.base import ObjectsResult, ObjectTrack, create
+from regionlm.objects.chroma import smooth_chroma
 from regionlm.objects.classical.detect import nms
 from regionlm.objects.io import RLEMasks
 from regionlm.objects.keyframes import frame_tags
@@ -184,6 +185,8 @@ class PipelineConfig:
     min_track_frames: int = 3  # shorter tracks are dropped (unless the video is shorter)
     duplicate_iou: float = 0.7
     max_objects: int = 64
+    smooth_chroma_side: int = 128  # frames with a long side up to this get their chroma smoothed along the luma
+    # first (objects.chroma: a codec's 4:2:0 colour blocks split small objects into fragments); 0: never
     progress: bool = False
 
     def validate(self) -> None:
@@ -326,10 +329,12 @@ class ObjectPipeline:
                 t, frame = next(it)
             except StopIteration:
                 break
-            timing["decode"] += time.perf_counter() - t0
             frame = np.ascontiguousarray(frame)
             if frame.shape != (height, width, 3):
                 raise VideoError(f"video {video}: frame {t} is {frame.shape}, expected ({height}, {width}, 3)")
+            if max(height, width) <= cfg.smooth_chroma_side:
+                frame = smooth_chroma(frame)
+            timing["decode"] += time.perf_counter() - t0
             lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
             self._frame_step(t, frame, lab, timing)
             count += 1
