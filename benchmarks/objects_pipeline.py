@@ -13,6 +13,7 @@
   included) should not grow with the length (all 2,000 frames decoded would be 393 MB).
 
     python benchmarks/objects_pipeline.py [--videos 50] [--skip-memory] [--memory-frames 200,2000]
+                                          [--smooth-chroma-side 128]
                                           [--out benchmarks/results/objects_pipeline.json]
 """
 
@@ -91,7 +92,8 @@ def regionworld(n: int, seed: int, cfg: PipelineConfig, decoded: bool = False) -
     hits, vis = sum(r["hits"] for r in rows), sum(r["visible"] for r in rows)
     hits16, vis16 = sum(r["hits_16px"] for r in rows), sum(r["visible_16px"] for r in rows)
     sw = sum(r["switches"] for r in rows)
-    return {"videos": n, "seed": seed, "frames": "decoded mp4" if decoded else "rendered", "recall": hits / vis, "recall_16px": hits16 / vis16,
+    return {"videos": n, "seed": seed, "frames": "decoded mp4" if decoded else "rendered",
+            "recall": hits / vis, "recall_16px": hits16 / vis16,
             "id_switches": sw, "id_switches_per_10_videos": 10 * sw / n,
             "objects_true": sum(r["objects_true"] for r in rows),
             "objects_found": sum(r["objects_found"] for r in rows),
@@ -222,10 +224,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frames-480p", type=int, default=40, help="frames of each 480p clip timed")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--smooth-chroma-side", type=int, default=PipelineConfig.smooth_chroma_side,
+                    help="frames with a long side up to this get their chroma smoothed first (0: never; "
+                         "default %(default)s)")
     ap.add_argument("--memory-frames", default="200,2000", help="lengths of the memory runs, comma separated")
     ap.add_argument("--out", default="benchmarks/results/objects_pipeline.json")
     args = ap.parse_args()
-    cfg = PipelineConfig()
+    cfg = PipelineConfig(smooth_chroma_side=args.smooth_chroma_side)
     load_before = os.getloadavg()
 
     worlds = [regionworld(args.videos, args.seed, cfg, decoded) for decoded in (False, True)]
@@ -269,7 +274,8 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "objects_pipeline", "bars": {"recall": 0.95, "id_switches_per_10_videos": 1.0},
-           "regionworld": worlds[0], "regionworld_decoded": worlds[1], "speed": speeds, "memory": mem, "config": _config_dict(cfg),
+           "regionworld": worlds[0], "regionworld_decoded": worlds[1], "speed": speeds, "memory": mem,
+           "config": _config_dict(cfg),
            "load_average": {"before": load_before, "after": load_after},
            "python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count()}
     out.write_text(json.dumps(doc, indent=2) + "\n")
