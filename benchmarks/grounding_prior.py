@@ -111,7 +111,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = ensure_split(Path(args.data_dir), "test", args.videos, args.seed)
     cache = out / "features.json"
-    meta = {"model": args.model or "shipped default", "data": str(data), "limit": args.limit, "views": list(VIEW_MODES)}
+    from dataclasses import asdict
+
+    from regionlm.objects.pipeline import PipelineConfig
+
+    # the candidates come from the object pipeline: a cache made with other pipeline settings is not reused
+    meta = {"model": args.model or "shipped default", "data": str(data), "limit": args.limit, "views": list(VIEW_MODES),
+            "pipeline": asdict(PipelineConfig())}
     cached = json.loads(cache.read_text()) if cache.is_file() else None
     if cached and cached["meta"] == meta:
         rows = cached["rows"]
