@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from default_model import ensure_split  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 from regionlm.model.grounding import VIEW_MODES, prior_terms  # noqa: E402
+from regionlm.objects.pipeline import PipelineConfig  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 SMALL_AREAS = (0.0, 0.005, 0.01, 0.02, 0.04)
@@ -111,10 +113,6 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = ensure_split(Path(args.data_dir), "test", args.videos, args.seed)
     cache = out / "features.json"
-    from dataclasses import asdict
-
-    from regionlm.objects.pipeline import PipelineConfig
-
     # the candidates come from the object pipeline: a cache made with other pipeline settings is not reused
     meta = {"model": args.model or "shipped default", "data": str(data), "limit": args.limit, "views": list(VIEW_MODES),
             "pipeline": asdict(PipelineConfig())}

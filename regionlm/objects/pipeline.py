@@ -334,7 +334,7 @@ class ObjectPipeline:
                 raise VideoError(f"video {video}: frame {t} is {frame.shape}, expected ({height}, {width}, 3)")
             if max(height, width) <= cfg.smooth_chroma_side:
                 frame = smooth_chroma(frame)
-            timing["decode"] += time.perf_counter() - t0
+            timing["decode"] += time.perf_counter() - t0  # smoothing counts as getting the frame
             lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
             self._frame_step(t, frame, lab, timing)
             count += 1
