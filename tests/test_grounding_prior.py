@@ -44,6 +44,29 @@ def test_pick_follows_the_log_prior_formula():
         assert log_prior(Candidate(masks, prior)) == pytest.approx(got)
 
 
+def _object(obj_id, colour, shape, size, boxes):
+    return {"id": obj_id, "colour": colour, "shape": shape, "size": size,
+            "frames": [{"box": b, "visibility": 0.0 if b is None else 1.0} for b in boxes]}
+
+
+def test_outcome_names_what_the_pick_followed():
+    left, right, top = [0, 0, 10, 10], [20, 0, 30, 10], [0, 20, 10, 30]  # xyxy
+    target = _object(1, "red", "star", "small", [left, left, None])
+    twin = _object(2, "red", "star", "small", [right, right, right])  # only motion or place tells it apart
+    other = _object(3, "red", "star", "large", [top, top, top])
+    objects = [target, twin, other]
+    xywh = {"left": [0, 0, 10, 10], "right": [20, 0, 10, 10], "top": [0, 20, 10, 10]}
+    out = grounding_prior.outcome
+    assert out(target, objects, [xywh["left"]] * 2 + [None], (0, 1, 2), 90.0) == "the named object"
+    assert out(target, objects, [xywh["right"]] * 3, (0, 1, 2), 90.0) == "a look-alike"
+    assert out(target, objects, [xywh["top"]] * 3, (0, 1, 2), 90.0) == "another object"
+    assert out(target, objects, [[40, 40, 5, 5]] * 3, (0, 1, 2), 90.0) == "no object"
+    assert out(target, objects, None, (0, 1, 2), 90.0) == "no object"
+    assert out(target, objects, [xywh["left"]] * 3, (0, 1, 2), 40.0) == "no track follows it"  # the pipeline's miss
+    # a sequence starting on frame 1 is scored on frames 1 and 2 only: one frame of two on the target
+    assert grounding_prior.follows([xywh["left"], None], objects, (1, 2)) == (1, 0.5)
+
+
 def test_the_whole_run_writes_the_grid_and_caches_the_features(tmp_path, capsys):
     tokenizer = train_tokenizer(world_corpus(2), vocab_size=512)
     model = save_tiny(tmp_path / "m", tokenizer)
@@ -58,6 +81,9 @@ def test_the_whole_run_writes_the_grid_and_caches_the_features(tmp_path, capsys)
     oracle = next(r for r in grid if r["weight"] == "oracle")
     assert all(r["auc"] <= oracle["auc"] + 1e-9 for r in grid)
     assert result["best"]["auc"] == max(r["auc"] for r in grid if isinstance(r["weight"], float))
+    picks = result["picks"]  # every sequence has one outcome; the oracle is never below the pick
+    assert sum(r["sequences"] for r in picks) == 3 and {r["picked"] for r in picks} <= set(grounding_prior.OUTCOMES)
+    assert all(r["auc"] <= r["oracle_auc"] + 1e-9 for r in picks)
     features = json.loads((tmp_path / "out" / "features.json").read_text())
     assert [len(r["candidates"]) > 0 for r in features["rows"]] == [True] * 3
     assert all({"loglik", "loglik_joint"} <= set(c) for r in features["rows"] for c in r["candidates"])
