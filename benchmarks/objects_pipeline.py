@@ -5,7 +5,8 @@
   matched one-to-one to the pipeline's masks (Hungarian on mask IoU, a match needs IoU >= 0.5). Recall = matched /
   (object, frame) pairs where the object is visible (any visible pixel; also reported for >= 16 visible pixels).
   Identity switch = a ground-truth object matched to a different track id than at its previous match (MOT
-  IDSW); reported per 10 videos. Bars: recall >= 95%, <= 1 switch per 10 videos.
+  IDSW); reported per 10 videos. Bars: recall >= 95%, <= 1 switch per 10 videos. Each miss is classified
+  (miss_kind): merged into a larger mask, a fragment, or no mask on the object at all.
 - Speed: frames/s of the whole pipeline (decoding included) at 64x64 (a RegionWorld mp4) and at 480p (DAVIS
   car-shadow, 854x480, and the first frames of bedroom.mp4, 960x540) on this machine's 2 cores.
 - Memory: a synthetic 2,000-frame 256x256 mp4 (written to /tmp, streaming); the pipeline runs on its first 200
@@ -13,7 +14,7 @@
   included) should not grow with the length (all 2,000 frames decoded would be 393 MB).
 
     python benchmarks/objects_pipeline.py [--videos 50] [--skip-memory] [--memory-frames 200,2000]
-                                          [--smooth-chroma-side 128]
+                                          [--smooth-chroma-side 128] [--tracker-motion affine]
                                           [--out benchmarks/results/objects_pipeline.json]
 """
 
@@ -34,6 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from regionlm.objects.classical.track import MOTIONS, ClassicalTrackerConfig  # noqa: E402
 from regionlm.objects.pipeline import ObjectPipeline, PipelineConfig, mask_iou_matrix, match  # noqa: E402
 from regionlm.world import WorldConfig, make_video  # noqa: E402
 
@@ -43,11 +45,35 @@ DATA = REPO.parent / "shared" / "data"
 # ------------------------------------------------------------------ RegionWorld
 
 
+MISSES = ("merged", "fragment", "no mask", "other")
+
+
+def miss_kind(truth: np.ndarray, masks: list) -> str:
+    """Why a visible object matched no mask: the mask overlapping it most holds at least half of it but is mostly
+    something else ("merged": with another object, or the background), is mostly the object but holds less than
+    half of it ("fragment"), or no mask overlaps it by IoU 0.1 ("no mask")."""
+    best, best_iou = None, 0.0
+    for m in masks:
+        inter = (m & truth).sum()
+        iou = inter / max((m | truth).sum(), 1)
+        if iou > best_iou:
+            best, best_iou = m, iou
+    if best is None or best_iou < 0.1:
+        return "no mask"
+    inter = (best & truth).sum()
+    if inter >= 0.5 * truth.sum() and inter < 0.5 * best.sum():
+        return "merged"
+    if inter >= 0.5 * best.sum():
+        return "fragment"
+    return "other"
+
+
 def evaluate_video(result, rendering, min_area: int = 1) -> dict:
-    """Matched / visible (object, frame) pairs and identity switches of one video."""
+    """Matched / visible (object, frame) pairs, identity switches and the misses by kind (MISSES) of one video."""
     T = rendering.frames.shape[0]
     last: dict[int, int] = {}
     hits = total = switches = 0
+    misses = dict.fromkeys(MISSES, 0)
     for t in range(T):
         gt = [k for k in range(rendering.visible.shape[0]) if rendering.visible[k, t].sum() >= min_area]
         pred = [o for o in result.objects if t in o.masks]
@@ -58,7 +84,10 @@ def evaluate_video(result, rendering, min_area: int = 1) -> dict:
         for k, obj_id in got.items():
             switches += k in last and last[k] != obj_id
             last[k] = obj_id
-    return {"hits": hits, "visible": total, "switches": switches}
+        for k in gt:
+            if k not in got:
+                misses[miss_kind(rendering.visible[k, t], [o.masks[t] for o in pred])] += 1
+    return {"hits": hits, "visible": total, "switches": switches, "misses": misses}
 
 
 def regionworld(n: int, seed: int, cfg: PipelineConfig, decoded: bool = False) -> dict:
@@ -94,6 +123,7 @@ def regionworld(n: int, seed: int, cfg: PipelineConfig, decoded: bool = False) -
     sw = sum(r["switches"] for r in rows)
     return {"videos": n, "seed": seed, "frames": "decoded mp4" if decoded else "rendered",
             "recall": hits / vis, "recall_16px": hits16 / vis16,
+            "misses": {k: sum(r["misses"][k] for r in rows) for k in MISSES},
             "id_switches": sw, "id_switches_per_10_videos": 10 * sw / n,
             "objects_true": sum(r["objects_true"] for r in rows),
             "objects_found": sum(r["objects_found"] for r in rows),
@@ -227,10 +257,13 @@ def main() -> int:
     ap.add_argument("--smooth-chroma-side", type=int, default=PipelineConfig.smooth_chroma_side,
                     help="frames with a long side up to this get their chroma smoothed first (0: never; "
                          "default %(default)s)")
+    ap.add_argument("--tracker-motion", choices=MOTIONS, help="the mask tracker's motion model (default: the "
+                    f"tracker's, {ClassicalTrackerConfig.motion})")
     ap.add_argument("--memory-frames", default="200,2000", help="lengths of the memory runs, comma separated")
     ap.add_argument("--out", default="benchmarks/results/objects_pipeline.json")
     args = ap.parse_args()
-    cfg = PipelineConfig(smooth_chroma_side=args.smooth_chroma_side)
+    cfg = PipelineConfig(smooth_chroma_side=args.smooth_chroma_side,
+                         tracker_options={"motion": args.tracker_motion} if args.tracker_motion else {})
     load_before = os.getloadavg()
 
     worlds = [regionworld(args.videos, args.seed, cfg, decoded) for decoded in (False, True)]
@@ -256,6 +289,7 @@ def main() -> int:
             ("recall @ mask IoU 0.5 (visible >= 16 px)", lambda w: f"{100 * w['recall_16px']:.1f}%", ""),
             ("identity switches per 10 videos", lambda w: f"{w['id_switches_per_10_videos']:.2f}", "bar <= 1"),
             ("objects found / true", lambda w: f"{w['objects_found']} / {w['objects_true']}", "")]
+    rows += [(f"  missed: {k}", lambda w, k=k: f"{w['misses'][k]}", "") for k in MISSES]
     for name, fmt, bar in rows:
         print(f"  {name:<48} {fmt(worlds[0]):>9} {fmt(worlds[1]):>12}   {bar}")
     print()
