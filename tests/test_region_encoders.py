@@ -9,8 +9,8 @@ from regionlm.errors import RegionError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.connectors import build_connector
 from regionlm.model.region import RegionInputs, build_region_encoder
-from regionlm.model.region.common import (GEOMETRY_DIM, SILHOUETTE_SIZE, VELOCITY_SCALE, grid_coverage, mask_boxes,
-                                         masked_pool, region_geometry, region_silhouette)
+from regionlm.model.region.common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, VELOCITY_SCALE, grid_coverage,
+                                         mask_boxes, masked_pool, region_geometry, region_silhouette, region_trajectory)
 from regionlm.model.region.mask_pool import merge_adjacent
 from regionlm.model.region.object_tokens import OBJECT_PROJECTOR_REGISTRY
 from regionlm.model.region.roi_box import box_weights
@@ -20,7 +20,9 @@ from regionlm.regions import mask_to_box
 S, PATCH, C, D = 32, 8, 32, 64  # 32 px frames, 4x4 feature grid, vision width 32, LM width 64
 G = S // PATCH
 CONNECTORS = ("pool", "stc", "t_selector")
-ENCODERS = ("token_mark", "mask_pool", "object_tokens", "roi_box", "visual_marks", "mask_pool+geometry")
+ENCODERS = ("token_mark", "mask_pool", "object_tokens", "roi_box", "visual_marks", "mask_pool+geometry",
+            "mask_pool+trajectory")
+EXTRAS = {"geometry": {"region_geometry": True, "region_silhouette": True}, "trajectory": {"region_trajectory": True}}
 
 
 def make_config(encoder="token_mark", connector="pool", **kw) -> RegionLMConfig:
@@ -185,6 +187,44 @@ def test_region_geometry_tells_moving_from_still_with_the_same_appearance():
         make_config("roi_box", region_geometry=True)
     with pytest.raises(ValueError, match="region_silhouette is a mask_pool option"):
         make_config("token_mark", region_silhouette=True)
+
+
+def test_region_trajectory_sums_up_the_path():
+    # the square of the geometry test: columns 0-7 on frame 0, 8-15 on frame 1, hidden on 2, 24-31 on 3, not on 4
+    t = 5
+    masks = torch.zeros(1, 2, t, S, S)
+    for f, c0 in ((0, 0), (1, 8), (3, 24)):
+        masks[0, 0, f, 8:16, c0:c0 + 8] = 1
+    path = region_trajectory(region_geometry(masks, torch.ones(1, 2, t, dtype=torch.bool)))
+    assert path.shape == (1, 2, TRAJECTORY_DIM)
+    step = 8 / S * VELOCITY_SCALE
+    y, w = 12 / S - 0.5, 0.25
+    expected = [4 / S - 0.5, y, w, w,  28 / S - 0.5, y, w, w,  step, 0.0,  step, 0.0,  1.0,  3 / t,  0.0, 3 / (t - 1)]
+    assert torch.allclose(path[0, 0], torch.tensor(expected))
+    assert torch.equal(path[0, 1], torch.zeros(TRAJECTORY_DIM))  # never seen: nothing
+    # shown on one frame: where it is, no velocity
+    one = region_trajectory(region_geometry(masks[:, :1], torch.tensor([[[False, True, False, False, False]]])))[0, 0]
+    assert torch.allclose(one[8:], torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1 / t, 1 / (t - 1), 1 / (t - 1)]))
+    assert torch.allclose(one[:4], one[4:8])
+
+
+def test_region_trajectory_is_one_more_token_that_tells_moving_from_still():
+    t = 3
+    still = cell_mask(t, {(0, f): (1, 2, 1, 2) for f in range(t)})
+    moving = cell_mask(t, {(0, f): (1, 2, f, f + 1) for f in range(t)})
+    features = torch.zeros(1, t, G, G, C)  # the same appearance everywhere: only the path can tell them apart
+    config = make_config("mask_pool", region_trajectory=True, merge_tokens=2)
+    assert [config.tokens_per_region(n) for n in (0, 1, 3)] == [2, 2, 3]
+    torch.manual_seed(0)
+    model = RegionLMForConditionalGeneration(config)
+    enc, conn = model.region_encoder, model.connector
+    a = enc(features, inputs(still), conn(features)).region_embeds[0]
+    b = enc(features, inputs(moving), conn(features)).region_embeds[0]
+    assert a.shape == b.shape == (3, D)
+    assert torch.equal(a[:2], b[:2])  # appearance tokens: the same
+    assert not torch.allclose(a[2], b[2])  # the trajectory token: not
+    with pytest.raises(ValueError, match="region_trajectory is a mask_pool option"):
+        make_config("token_mark", region_trajectory=True)
 
 
 def test_region_silhouette_is_the_shape_inside_the_box_at_any_size_and_place():
@@ -529,8 +569,8 @@ def _batch(config, t=3):
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_end_to_end_loss_backward_and_region_gradients(encoder, connector):
     torch.manual_seed(0)
-    extra = {"region_geometry": True, "region_silhouette": True} if encoder.endswith("+geometry") else {}
-    encoder = encoder.split("+")[0]
+    encoder, _, option = encoder.partition("+")
+    extra = EXTRAS.get(option, {})
     config = make_config(encoder, connector, **extra)
     model = RegionLMForConditionalGeneration(config).train()
     captured, seen_pixels = [], []

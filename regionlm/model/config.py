@@ -56,6 +56,8 @@ class RegionLMConfig(PreTrainedConfig):
     merge_tokens: int = 4  # mask_pool: u, tokens per region after the merge
     region_geometry: bool = False  # mask_pool: add an embedding of the mask's centre, size and velocity per frame
     region_silhouette: bool = False  # mask_pool: add an embedding of the mask's shape inside its box per frame
+    region_trajectory: bool = False  # mask_pool: one more token per region, its trajectory (where it starts and
+    #   ends, how it first moves and moves on average), apart from the appearance tokens
     object_projector: str = "mlp"  # object_tokens: the paper's ablation choices
     max_objects: int = 64  # object_tokens: at most this many <obj> tokens
     roi_grid: int = 2  # roi_box: grid x grid box cells + 1 whole-box token per region
@@ -79,7 +81,7 @@ class RegionLMConfig(PreTrainedConfig):
             raise ValueError(f"region_encoder must be one of {REGION_ENCODERS}, got {self.region_encoder!r}")
         if self.object_projector not in OBJECT_PROJECTORS:
             raise ValueError(f"object_projector must be one of {OBJECT_PROJECTORS}, got {self.object_projector!r}")
-        for option in ("region_geometry", "region_silhouette"):
+        for option in ("region_geometry", "region_silhouette", "region_trajectory"):
             if getattr(self, option) and self.region_encoder != "mask_pool":
                 raise ValueError(f"{option} is a mask_pool option; region_encoder is {self.region_encoder!r}")
         if self.region_encoder == "token_mark" and self.num_marks < self.max_regions:
@@ -119,9 +121,8 @@ class RegionLMConfig(PreTrainedConfig):
         if enc in ("text_coords", "visual_marks"):
             return 0
         if enc == "mask_pool":
-            if not self.temporal_merge:
-                return max(1, num_given_frames)
-            return max(1, min(self.merge_tokens, num_given_frames))
+            frames = num_given_frames if not self.temporal_merge else min(self.merge_tokens, num_given_frames)
+            return max(1, frames) + int(self.region_trajectory)
         if enc == "roi_box":
             return self.roi_grid * self.roi_grid + 1
         return 1  # token_mark, object_tokens

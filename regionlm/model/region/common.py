@@ -99,6 +99,38 @@ def region_geometry(masks: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
     return (geometry * seen[..., None]).to(masks.dtype)
 
 
+TRAJECTORY_DIM = 16
+
+
+def region_trajectory(geometry: torch.Tensor) -> torch.Tensor:
+    """A region's whole path in one vector, from its per-frame geometry (region_geometry): (B, R, T, GEOMETRY_DIM)
+    -> (B, R, TRAJECTORY_DIM): centre and size on its first and last seen frames, its first measured velocity and
+    its mean velocity, whether any velocity was measured, the share of the clip's frames it is seen on, and where
+    its first and last seen frames fall in the clip (0..1). The per-frame embedding adds these numbers to
+    appearance features, where a small LM trained from scratch did not learn to read velocity; here they have a
+    token of their own. A region seen on no frame gives zeros."""
+    b, r, t, _ = geometry.shape
+    seen = geometry[..., 2:4].abs().sum(-1) > 0  # a seen frame has a box of some size
+    known = geometry[..., 6] > 0
+    frame = torch.arange(t, device=geometry.device).expand(b, r, t)
+    first = torch.where(seen, frame, t).amin(-1).clamp_max(t - 1)
+    last = torch.where(seen, frame, -1).amax(-1).clamp_min(0)
+    first_known = torch.where(known, frame, t).amin(-1).clamp_max(t - 1)
+
+    def at(idx):
+        return torch.gather(geometry, 2, idx[..., None, None].expand(b, r, 1, geometry.shape[-1]))[:, :, 0]
+
+    n_known = known.sum(-1, keepdim=True).clamp_min(1).to(geometry.dtype)
+    mean_velocity = (geometry[..., 4:6] * known[..., None]).sum(2) / n_known
+    any_seen = seen.any(-1, keepdim=True).to(geometry.dtype)
+    span = max(t - 1, 1)
+    out = torch.cat([at(first)[..., 0:4], at(last)[..., 0:4], at(first_known)[..., 4:6] * known.any(-1)[..., None],
+                     mean_velocity, known.any(-1, keepdim=True).to(geometry.dtype),
+                     seen.sum(-1, keepdim=True).to(geometry.dtype) / t,
+                     first[..., None].to(geometry.dtype) / span, last[..., None].to(geometry.dtype) / span], dim=-1)
+    return out * any_seen
+
+
 SILHOUETTE_SIZE = 6  # a silhouette is the mask inside its box resampled to 6x6 cells
 
 

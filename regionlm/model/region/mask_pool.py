@@ -13,6 +13,10 @@
    embeddings and loses a small object's outline on a coarse grid. Both are off by default. Added to a trained
    model for 1,500 more steps, neither was read (configs/geometry_finetune.yaml); the shipped model has both from
    step 0 and reads centre, size and outline but not velocity (benchmarks/geometry_probe.py, docs/RESULTS.md).
+   With ``config.region_trajectory`` the region gets one more token after those: a small MLP of its whole path
+   (common.region_trajectory: where it starts and ends, how it first moves and moves on average), so that
+   motion is not one more direction mixed into appearance features (docs/RESULTS.md: added there, velocity was
+   not read).
 3. The encoder's own two-layer MLP maps the tokens to the LM's width; they replace the region's `<region>`
    placeholders (``config.tokens_per_region(n_given)`` of them).
 """
@@ -25,8 +29,8 @@ import torch.nn.functional as F
 from regionlm.model.connectors import Projector
 
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
-from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, check_resolution, empty_embeds, given_frames, grid_coverage,
-                     masked_pool, region_geometry, region_silhouette, region_slots)
+from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, check_resolution, empty_embeds, given_frames,
+                     grid_coverage, masked_pool, region_geometry, region_silhouette, region_slots, region_trajectory)
 
 
 EMBEDDING_INIT_STD = 0.2  # the geometry / silhouette embeddings' initial weights (the trained tower's features
@@ -70,6 +74,13 @@ class MaskPoolEncoder(RegionEncoder):
         if config.region_silhouette:
             self.silhouette = torch.nn.Linear(SILHOUETTE_SIZE ** 2, int(config.vision_config.hidden_size))
             self.silhouette.init_std = EMBEDDING_INIT_STD / SILHOUETTE_SIZE  # 36 inputs in [0, 1], not 7 near 0
+        if config.region_trajectory:
+            width = int(config.vision_config.hidden_size)
+            self.trajectory = torch.nn.Sequential(torch.nn.Linear(TRAJECTORY_DIM, width), torch.nn.GELU(),
+                                                  torch.nn.Linear(width, width))
+            # inputs are a few tenths: pre-activations near unit size, outputs at the pooled features' scale
+            self.trajectory[0].init_std = 1.0
+            self.trajectory[2].init_std = width ** -0.5
 
     def frame_tokens(self, pooled: torch.Tensor, frames: list) -> torch.Tensor:
         """The pooled features of one region on its given frames -> its tokens before the MLP."""
@@ -88,13 +99,18 @@ class MaskPoolEncoder(RegionEncoder):
         cover = grid_coverage(regions.given_masks().to(features.dtype), h, w)
         pooled, area = masked_pool(features, cover)  # (B, R, T, C), (B, R, T)
         seen = (area > 0)[..., None].to(pooled.dtype)  # embeddings only where seen: an empty frame stays zero
+        if self.config.region_geometry or self.config.region_trajectory:
+            geometry = region_geometry(regions.masks, regions.given).to(pooled.dtype)
         if self.config.region_geometry:
-            pooled = pooled + self.geometry(region_geometry(regions.masks, regions.given).to(pooled.dtype)) * seen
+            pooled = pooled + self.geometry(geometry) * seen
+        paths = self.trajectory(region_trajectory(geometry)) if self.config.region_trajectory else None  # (B, R, C)
         if self.config.region_silhouette:
             pooled = pooled + self.silhouette(region_silhouette(regions.masks, regions.given).to(pooled.dtype)) * seen
         per_sample = []
         for i, slots in enumerate(region_slots(regions)):
             tokens = [self.frame_tokens(pooled[i, r], given_frames(regions, i, r)) for r in slots]
+            if paths is not None:  # the trajectory token follows the region's appearance tokens
+                tokens = [torch.cat([tok, paths[i, r][None]]) for r, tok in zip(slots, tokens)]
             for r, tok in zip(slots, tokens):
                 n_given = int(regions.given[i, r].sum())
                 assert tok.shape[0] == self.config.tokens_per_region(n_given), "merge and config disagree"
