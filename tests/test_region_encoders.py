@@ -183,6 +183,8 @@ def test_region_geometry_tells_moving_from_still_with_the_same_appearance():
     assert not torch.allclose(tokens(still, region_geometry=True), tokens(moving, region_geometry=True))
     model = RegionLMForConditionalGeneration(make_config("mask_pool", region_geometry=True))
     assert 0.1 < float(model.region_encoder.geometry.weight.detach().std()) < 0.3  # seen at once (mask_pool.py)
+    wide = RegionLMForConditionalGeneration(make_config("mask_pool", region_geometry=True, region_embedding_std=1.0))
+    assert 0.7 < float(wide.region_encoder.geometry.weight.detach().std()) < 1.3
     with pytest.raises(ValueError, match="region_geometry is a mask_pool option"):
         make_config("roi_box", region_geometry=True)
     with pytest.raises(ValueError, match="region_silhouette is a mask_pool option"):

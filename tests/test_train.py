@@ -164,7 +164,7 @@ def test_init_from_may_add_a_part_but_not_drop_one(tmp_path):
     old, new = saved.state_dict(), grown.state_dict()
     assert set(new) - set(old) == {"region_encoder.geometry.weight", "region_encoder.geometry.bias"}
     assert all(torch.equal(old[k], new[k]) for k in old)
-    assert float(new["region_encoder.geometry.weight"].std()) > 0.1  # its own init (mask_pool.EMBEDDING_INIT_STD)
+    assert float(new["region_encoder.geometry.weight"].std()) > 0.1  # its own init (config.region_embedding_std)
     assert isinstance(grown, RegionLMForConditionalGeneration)
     with pytest.raises(RegionLMError, match="would drop or reshape saved weights"):
         build_model(config_from_dict(toy("x", model={"init_from": str(tmp_path / "saved"),

@@ -33,10 +33,6 @@ from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, check_resolu
                      grid_coverage, masked_pool, region_geometry, region_silhouette, region_slots, region_trajectory)
 
 
-EMBEDDING_INIT_STD = 0.2  # the geometry / silhouette embeddings' initial weights (the trained tower's features
-#   spread ~0.5 per channel around their mean; the 0.02 of the other new layers would add ~1% to them)
-
-
 def merge_adjacent(tokens: torch.Tensor, u: int, sizes: torch.Tensor | None = None):
     """Merge the most similar adjacent pair of ``tokens`` (n, C) until ``u`` remain (nothing to do if n <= u).
 
@@ -68,12 +64,13 @@ class MaskPoolEncoder(RegionEncoder):
                              config.projector_hidden_act)
         if config.region_geometry:
             self.geometry = torch.nn.Linear(GEOMETRY_DIM, int(config.vision_config.hidden_size))
-            # modeling._init_weights: large enough to be seen at once (started at zero on a trained model, 1,500
-            # steps moved its weights ~0.01 against features spread ~0.5)
-            self.geometry.init_std = EMBEDDING_INIT_STD
+            # modeling._init_weights: large enough to be seen at once, against a trained tower's features spread
+            # ~0.5 per channel (started at zero on a trained model, 1,500 steps moved its weights ~0.01)
+            self.geometry.init_std = config.region_embedding_std
         if config.region_silhouette:
             self.silhouette = torch.nn.Linear(SILHOUETTE_SIZE ** 2, int(config.vision_config.hidden_size))
-            self.silhouette.init_std = EMBEDDING_INIT_STD / SILHOUETTE_SIZE  # 36 inputs in [0, 1], not 7 near 0
+            # 36 inputs in [0, 1], not 7 near 0
+            self.silhouette.init_std = config.region_embedding_std / SILHOUETTE_SIZE
         if config.region_trajectory:
             width = int(config.vision_config.hidden_size)
             self.trajectory = torch.nn.Sequential(torch.nn.Linear(TRAJECTORY_DIM, width), torch.nn.GELU(),
