@@ -668,3 +668,18 @@ def test_sigterm_stops_at_the_end_of_a_step_with_a_checkpoint(tmp_path, world_to
     run({**cfg, "out_dir": str(tmp_path / "straight")}, max_steps=k + 2)
     assert_same_weights(load_file(str(latest_checkpoint(out) / "model.safetensors")),
                         load_file(str(latest_checkpoint(tmp_path / "straight") / "model.safetensors")))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_every_shipped_config_loads(name, monkeypatch):
+    """Every key of every config in configs/ is checked; a fine-tune of a model trained first (runs/...) is checked
+    against the shipped model folder in its place."""
+    monkeypatch.chdir(REPO)  # their paths (tokenizer, init_from) are relative to the repository
+    raw = yaml.safe_load((REPO / "configs" / name).read_text())
+    shipped = "regionlm/assets/default_model"
+    if str(raw["model"].get("init_from", "")).startswith("runs/"):
+        raw["model"]["init_from"] = shipped
+    if str(raw.get("tokenizer", {}).get("path", "")).startswith("runs/"):
+        raw["tokenizer"]["path"] = shipped
+    cfg = config_from_dict(raw, where=name)
+    assert cfg.stages and all(s.steps > 0 for s in cfg.stages)
