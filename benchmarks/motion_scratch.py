@@ -25,7 +25,6 @@ import argparse
 import copy
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import geometry_probe  # noqa: E402
+from compare_encoders import run  # noqa: E402  (a `regionlm` command; its stdout, or exit with its last error)
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 BASE = {
@@ -45,7 +47,7 @@ BASE = {
         "text_config": {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 2,
                         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024,
                         "tie_word_embeddings": True}}},
-    "tokenizer": {"path": "regionlm/assets/default_model"},
+    "tokenizer": {"path": str(REPO / "regionlm" / "assets" / "default_model")},
     "data": {"source": "world", "split": "train", "seed": 0, "num_frames": 8, "first_frame_only": 0.0,
              "multi_frame_prob": 1.0, "examples_per_video": 4, "tasks": {"region_caption": 1},
              "world": {"size": 64, "frames": 16}, "workers": 1},
@@ -102,13 +104,6 @@ def phrase_accuracy(predictions: list, references: dict) -> dict:
     return out
 
 
-def sh(cmd: list, what: str) -> str:
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"motion_scratch: {what} failed (exit {res.returncode}): {res.stderr.strip()[-400:]}")
-    return res.stdout
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
@@ -122,14 +117,11 @@ def main(argv=None) -> int:
         print(f"--only: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    exe = str(Path(sys.executable).parent / "regionlm")
     data = out / "data" / f"{VAL['split']}-s{VAL['seed']}"
     if not (data / "region_caption.json").exists():
-        sh([exe, "world", "generate", str(data), "--split", VAL["split"], "--seed", str(VAL["seed"]),
+        run(["world", "generate", str(data), "--split", VAL["split"], "--seed", str(VAL["seed"]),
             "--num-videos", str(VAL["videos"])], "held-out videos")
     references = {d["id"]: d["caption"] for d in json.loads((data / "region_caption.json").read_text())}
-
-    import geometry_probe  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
     rows = {}
     for name in names:
@@ -141,13 +133,13 @@ def main(argv=None) -> int:
             atomic_write_text(cfg_path, yaml.safe_dump(arm_config(name, args.steps), sort_keys=False))
             resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
             print(f"[{name}] training {args.steps} steps ...", file=sys.stderr, flush=True)
-            sh([exe, "train", "--config", str(cfg_path), "--out", str(run_dir), "--json", *resume], f"{name}: train")
+            run(["train", "--config", str(cfg_path), "--out", str(run_dir), "--json", *resume], f"{name}: train")
         print(f"[{name}] probe and held-out descriptions ...", file=sys.stderr, flush=True)
         geometry_probe.main(["--model", str(run_dir / "final"), "--batches", "8", "--threads", "2",
                              "--out", str(run_dir / "probe")])
         probe = json.loads((run_dir / "probe" / "geometry_probe.json").read_text())["lm_loss"]
         eval_dir = run_dir / "eval"
-        result = json.loads(sh([exe, "eval", "--benchmark", "world-d", "--data", str(data), "--model",
+        result = json.loads(run(["eval", "--benchmark", "world-d", "--data", str(data), "--model",
                                 str(run_dir / "final"), "--out", str(eval_dir), "--limit", str(args.limit),
                                 "--json"], f"{name}: eval"))
         metrics = result.get("metrics", result)

@@ -57,7 +57,8 @@ class RegionLMConfig(PreTrainedConfig):
     region_geometry: bool = False  # mask_pool: add an embedding of the mask's centre, size and velocity per frame
     region_silhouette: bool = False  # mask_pool: add an embedding of the mask's shape inside its box per frame
     region_embedding_std: float = 0.2  # mask_pool: initial weight scale of the geometry / silhouette embeddings;
-    #   it decides what a model trained from scratch reads (docs/RESULTS.md, "Why velocity is not read")
+    #   it decides what a model trained from scratch reads (docs/RESULTS.md, "Why the model does not say
+    #   where its region goes")
     region_trajectory: bool = False  # mask_pool: one more token per region, its trajectory (where it starts and
     #   ends, how it first moves and moves on average), apart from the appearance tokens
     object_projector: str = "mlp"  # object_tokens: the paper's ablation choices

@@ -122,11 +122,11 @@ def region_trajectory(geometry: torch.Tensor) -> torch.Tensor:
 
     n_known = known.sum(-1, keepdim=True).clamp_min(1).to(geometry.dtype)
     mean_velocity = (geometry[..., 4:6] * known[..., None]).sum(2) / n_known
+    any_known = known.any(-1, keepdim=True).to(geometry.dtype)
     any_seen = seen.any(-1, keepdim=True).to(geometry.dtype)
     span = max(t - 1, 1)
-    out = torch.cat([at(first)[..., 0:4], at(last)[..., 0:4], at(first_known)[..., 4:6] * known.any(-1)[..., None],
-                     mean_velocity, known.any(-1, keepdim=True).to(geometry.dtype),
-                     seen.sum(-1, keepdim=True).to(geometry.dtype) / t,
+    out = torch.cat([at(first)[..., 0:4], at(last)[..., 0:4], at(first_known)[..., 4:6] * any_known,
+                     mean_velocity, any_known, seen.sum(-1, keepdim=True).to(geometry.dtype) / t,
                      first[..., None].to(geometry.dtype) / span, last[..., None].to(geometry.dtype) / span], dim=-1)
     return out * any_seen
 
