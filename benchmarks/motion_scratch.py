@@ -76,14 +76,36 @@ PHRASES = {  # what a description says -> the words compared with the reference'
 }
 
 
-def arm_config(name: str, steps: int) -> dict:
-    data, model, _ = ARMS[name]
+def arm_config(name: str, steps: int, arms: dict = ARMS) -> dict:
+    """BASE with arm ``name``'s data and model.config overrides (from ``arms``), trained ``steps`` steps."""
+    data, model, _ = arms[name]
     cfg = copy.deepcopy(BASE)
     cfg["data"].update(data)
     cfg["model"]["config"].update(model)
     cfg["stages"][0]["steps"] = steps
     cfg["stages"][0]["warmup"] = min(cfg["stages"][0]["warmup"], steps)
     return cfg
+
+
+def held_out_data(out: Path) -> Path:
+    """The held-out videos (VAL) under ``out``, generated the first time."""
+    data = out / "data" / f"{VAL['split']}-s{VAL['seed']}"
+    if not (data / "world.json").exists():
+        run(["world", "generate", str(data), "--split", VAL["split"], "--seed", str(VAL["seed"]),
+             "--num-videos", str(VAL["videos"])], "held-out videos")
+    return data
+
+
+def train_arm(name: str, cfg: dict, run_dir: Path, steps: int) -> None:
+    """Train one arm into ``run_dir`` (its config written there); skipped when trained, resumed when cut off."""
+    if (run_dir / "final").exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.yaml"
+    atomic_write_text(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
+    resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
+    print(f"[{name}] training {steps} steps ...", file=sys.stderr, flush=True)
+    run(["train", "--config", str(cfg_path), "--out", str(run_dir), "--json", *resume], f"{name}: train")
 
 
 def said(text: str, what: str):
@@ -117,23 +139,14 @@ def main(argv=None) -> int:
         print(f"--only: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    data = out / "data" / f"{VAL['split']}-s{VAL['seed']}"
-    if not (data / "region_caption.json").exists():
-        run(["world", "generate", str(data), "--split", VAL["split"], "--seed", str(VAL["seed"]),
-            "--num-videos", str(VAL["videos"])], "held-out videos")
+    data = held_out_data(out)
     references = {d["id"]: d["caption"] for d in json.loads((data / "region_caption.json").read_text())}
 
     rows = {}
     for name in names:
         start = time.time()
         run_dir = out / "runs" / name
-        if not (run_dir / "final").exists():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            cfg_path = run_dir / "config.yaml"
-            atomic_write_text(cfg_path, yaml.safe_dump(arm_config(name, args.steps), sort_keys=False))
-            resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
-            print(f"[{name}] training {args.steps} steps ...", file=sys.stderr, flush=True)
-            run(["train", "--config", str(cfg_path), "--out", str(run_dir), "--json", *resume], f"{name}: train")
+        train_arm(name, arm_config(name, args.steps), run_dir, args.steps)
         print(f"[{name}] probe and held-out descriptions ...", file=sys.stderr, flush=True)
         geometry_probe.main(["--model", str(run_dir / "final"), "--batches", "8", "--threads", "2",
                              "--out", str(run_dir / "probe")])

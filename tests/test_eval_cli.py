@@ -95,6 +95,8 @@ def test_limit_and_seed(world, tmp_path, capsys):
     (["--benchmark", "world-q", "--data", "{world}", "--model", "ckpt", "--out", "{out}"], ["--model ckpt", "no such folder"]),
     (["--benchmark", "world-d", "--data", "{world}", "--model", "ckpt", "--region-propagation", "sam2",
       "--out", "{out}"], ["--region-propagation must be one of off, classical, got 'sam2'"]),
+    (["--benchmark", "world-q", "--data", "{world}", "--model", "ckpt", "--region-mode", "all",
+      "--out", "{out}"], ["--region-mode must be one of single, multi, got 'all'"]),
     (["--benchmark", "world-d", "--data", "{world}", "--model", "ckpt", "--caption-loop-guard", "maybe",
       "--out", "{out}"], ["--caption-loop-guard must be on or off, got 'maybe'"]),
     (["--benchmark", "world-sot", "--data", "{world}", "--tracker", "nope", "--out", "{out}"],

@@ -520,6 +520,13 @@ def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
     assert json.loads((tmp_path / "ev-gen" / "run.json").read_text())["system"]["choice_mode"] == "generate"
     assert main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
                  str(tmp_path / "ev-bad"), "--choice-mode", "best"]) == 2
+    # VideoRefer-Bench-Q's multi-frame mode: the region on every annotated frame
+    code = main(["eval", "--benchmark", "world-q", "--data", str(world), "--model", str(folder), "--out",
+                 str(tmp_path / "ev-multi"), "--limit", "1", "--region-mode", "multi", "--json"])
+    assert code == 0
+    assert json.loads((tmp_path / "ev-multi" / "run.json").read_text())["system"]["region_mode"] == "multi"
+    assert main(["eval", "--benchmark", "world-q", "--data", str(world), "--model", str(folder), "--out",
+                 str(tmp_path / "ev-bad"), "--region-mode", "all"]) == 2
     # retrained into the same folder: the cached answers belong to other weights, so the run is refused
     with torch.no_grad():
         next(sys_.model.parameters()).add_(1.0)

@@ -1,4 +1,4 @@
-"""benchmarks/motion_scratch.py: each arm is a valid training config differing from the base in its own keys only,
+"""benchmarks/motion_scratch.py (and trajectory_qa.py, built on it): each arm is a valid training config differing from the base in its own keys only,
 and the phrases a description says are read and compared with the reference's as meant."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import motion_scratch  # noqa: E402
+import trajectory_qa  # noqa: E402
 
 
 @pytest.mark.parametrize("name", list(motion_scratch.ARMS))
@@ -50,3 +51,17 @@ def test_phrase_accuracy_counts_only_what_the_reference_says():
     # start (said by a and b): both right, b's place though it moves; end (a and c): a right, c says none;
     # motion (all three): a wrong direction, b moves though still, c still though moving
     assert acc == {"start": 100.0, "end": 50.0, "motion": 0.0}
+
+
+@pytest.mark.parametrize("name", list(trajectory_qa.ARMS))
+def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(name):
+    """benchmarks/trajectory_qa.py: the same small model on region_qa alone; the arms differ only in how regions
+    are given and in the trajectory token."""
+    raw = trajectory_qa.arm_config(name, 500, trajectory_qa.ARMS)
+    cfg = config_from_dict(raw, where=name)
+    assert cfg.data.tasks == {"region_qa": 1} and cfg.stages[0].steps == 500
+    assert cfg.model.config.get("region_trajectory", False) is (name != "mixed")
+    every = name == "trajectory_every"
+    assert (cfg.data.first_frame_only, cfg.data.multi_frame_prob) == ((0.0, 1.0) if every else (0.3, 0.5))
+    assert {k: v for k, v in raw["model"]["config"].items() if k != "region_trajectory"} == \
+        motion_scratch.BASE["model"]["config"]

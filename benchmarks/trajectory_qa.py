@@ -1,0 +1,101 @@
+"""Does the trajectory token help region questions, as it helped descriptions? Small from-scratch runs, one change
+each, on region multiple choice.
+
+benchmarks/motion_scratch.py showed, on descriptions, that a small mask_pool model says where its region starts,
+ends and moves only with the trajectory token (model.config.region_trajectory). This script asks the same of
+region questions (the Bench-Q analog: Future Predictions and Sequential questions are about where a region goes):
+the same small model (motion_scratch.BASE) trained from random weights on region_qa only, then scored with
+`regionlm eval --benchmark world-q` on the held-out videos (val split, seed 2) in both of VideoRefer-Bench-Q's
+modes: ``single`` (each region on its key frame, as the shipped model is scored) and ``multi`` (on every frame
+its annotation has a mask, so a velocity is measurable).
+
+Arms (ARMS): regions as the default config trains them (first frame only 30%, every frame 35%, else the key
+frame), the same with the trajectory token, and the trajectory token with every region on every frame where it
+is seen.
+
+A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
+a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
+
+    python benchmarks/trajectory_qa.py [--steps 4000] [--only mixed,trajectory] [--modes single,multi]
+        [--out benchmarks/results/trajectory_qa]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_encoders import run  # noqa: E402
+from motion_scratch import VAL, arm_config, held_out_data, train_arm  # noqa: E402
+from regionlm.data.io import atomic_write_text  # noqa: E402
+
+QA = {"tasks": {"region_qa": 1}}
+MIXED = {**QA, "first_frame_only": 0.3, "multi_frame_prob": 0.5}
+# name -> (data overrides, model.config overrides, what it stands for)
+ARMS = {
+    "mixed": (MIXED, {}, "regions as the default config trains them (velocity measurable in 35%)"),
+    "trajectory": (MIXED, {"region_trajectory": True}, "the same, plus a trajectory token of its own"),
+    "trajectory_every": (QA, {"region_trajectory": True},
+                         "trajectory token, every region on every frame where it is seen"),
+}
+MODES = ("single", "multi")
+TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
+         "Future Predictions")
+COLUMNS = ("overall", *TYPES, "region_swap")
+
+
+def score(name: str, run_dir: Path, data: Path, mode: str) -> dict:
+    """world-q metrics of one arm in one region mode (cached in run_dir/eval-MODE)."""
+    print(f"[{name}] world-q, regions {mode} ...", file=sys.stderr, flush=True)
+    result = json.loads(run(["eval", "--benchmark", "world-q", "--data", str(data), "--model",
+                             str(run_dir / "final"), "--out", str(run_dir / f"eval-{mode}"), "--region-mode", mode,
+                             "--json"], f"{name}: eval {mode}"))
+    metrics = result.get("metrics", result)
+    return {**{c: None if metrics.get(c) is None else round(metrics[c], 1) for c in COLUMNS},
+            "samples": result.get("num_samples")}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
+    ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated region modes to score")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "trajectory_qa"))
+    args = ap.parse_args(argv)
+    names = args.only.split(",") if args.only else list(ARMS)
+    modes = args.modes.split(",")
+    bad = [n for n in names if n not in ARMS] + [m for m in modes if m not in MODES]
+    if bad:
+        print(f"unknown arm(s) or mode(s) {', '.join(bad)}; arms: {', '.join(ARMS)}; modes: {', '.join(MODES)}",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    data = held_out_data(out)
+    rows = {}
+    for name in names:
+        start = time.time()
+        run_dir = out / "runs" / name
+        train_arm(name, arm_config(name, args.steps, ARMS), run_dir, args.steps)
+        rows[name] = {"what": ARMS[name][2], "modes": {m: score(name, run_dir, data, m) for m in modes},
+                      "seconds": round(time.time() - start, 1)}
+    short = {"Basic Questions": "Basic", "Sequential Questions": "Seq", "Relationship Questions": "Rel",
+             "Reasoning Questions": "Reas", "Future Predictions": "Future", "region_swap": "swap"}
+    table = ["| arm | regions | " + " | ".join(short.get(c, c) for c in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    table += [f"| {n} | {m} | " + " | ".join(str(s[c]) for c in COLUMNS) + " |"
+              for n, r in rows.items() for m, s in r["modes"].items()]
+    print("\n".join(table))
+    result = {"benchmark": "trajectory_qa", "steps": args.steps, "val": VAL, "arms": rows}
+    atomic_write_text(out / "trajectory_qa.json", json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
