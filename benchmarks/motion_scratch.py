@@ -126,6 +126,21 @@ def phrase_accuracy(predictions: list, references: dict) -> dict:
     return out
 
 
+def description_scores(name: str, run_dir: Path, data: Path, limit: int) -> dict:
+    """One arm's held-out descriptions (`regionlm eval --benchmark world-d`, cached in run_dir/eval): CIDEr, the
+    attributes named right and the start / end places said right."""
+    references = {d["id"]: d["caption"] for d in json.loads((data / "region_caption.json").read_text())}
+    eval_dir = run_dir / "eval"
+    result = json.loads(run(["eval", "--benchmark", "world-d", "--data", str(data), "--model", str(run_dir / "final"),
+                             "--out", str(eval_dir), "--limit", str(limit), "--json"], f"{name}: eval"))
+    metrics = result.get("metrics", result)
+    predictions = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines()]
+    return {**{k: round(metrics[k], 1) for k in ("cider", "attr_colour", "attr_shape", "attr_size", "attr_motion",
+                                                  "attributes")},
+            **{f"said_{k}": v for k, v in phrase_accuracy(predictions, references).items()},
+            "descriptions": len(predictions)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
@@ -140,7 +155,6 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     data = held_out_data(out)
-    references = {d["id"]: d["caption"] for d in json.loads((data / "region_caption.json").read_text())}
 
     rows = {}
     for name in names:
@@ -151,20 +165,12 @@ def main(argv=None) -> int:
         geometry_probe.main(["--model", str(run_dir / "final"), "--batches", "8", "--threads", "2",
                              "--out", str(run_dir / "probe")])
         probe = json.loads((run_dir / "probe" / "geometry_probe.json").read_text())["lm_loss"]
-        eval_dir = run_dir / "eval"
-        result = json.loads(run(["eval", "--benchmark", "world-d", "--data", str(data), "--model",
-                                str(run_dir / "final"), "--out", str(eval_dir), "--limit", str(args.limit),
-                                "--json"], f"{name}: eval"))
-        metrics = result.get("metrics", result)
-        predictions = [json.loads(line) for line in (eval_dir / "predictions.jsonl").read_text().splitlines()]
         rows[name] = {
             "what": ARMS[name][2],
             "velocity_shuffled": round(probe["velocity shuffled"] - probe["as given"], 4),
             "centre_size_shuffled": round(probe["centre + size shuffled"] - probe["as given"], 4),
-            **{k: round(metrics[k], 1) for k in ("cider", "attr_colour", "attr_shape", "attr_size",
-                                                    "attr_motion", "attributes")},
-            **{f"said_{k}": v for k, v in phrase_accuracy(predictions, references).items()},
-            "descriptions": len(predictions), "seconds": round(time.time() - start, 1),
+            **description_scores(name, run_dir, data, args.limit),
+            "seconds": round(time.time() - start, 1),
         }
     cols = ["velocity_shuffled", "centre_size_shuffled", "cider", "attr_colour", "attr_shape", "attr_size",
             "attr_motion", "said_start", "said_end"]

@@ -4,19 +4,22 @@ each, on region multiple choice.
 benchmarks/motion_scratch.py showed, on descriptions, that a small mask_pool model says where its region starts,
 ends and moves only with the trajectory token (model.config.region_trajectory). This script asks the same of
 region questions (the Bench-Q analog: Future Predictions and Sequential questions are about where a region goes):
-the same small model (motion_scratch.BASE) trained from random weights on region_qa only, then scored with
+the same small model (motion_scratch.BASE) trained from random weights on region_qa (alone, or with descriptions as
+the default config mixes them), then scored with
 `regionlm eval --benchmark world-q` on the held-out videos (val split, seed 2) in both of VideoRefer-Bench-Q's
 modes: ``single`` (each region on its key frame, as the shipped model is scored) and ``multi`` (on every frame
-its annotation has a mask, so a velocity is measurable).
+its annotation has a mask, so a velocity is measurable). Arms that also train on descriptions are scored on 120
+held-out descriptions as well (motion_scratch.description_scores), to see whether motion learned there carries
+over to the questions.
 
 Arms (ARMS): regions as the default config trains them (first frame only 30%, every frame 35%, else the key
-frame), the same with the trajectory token, and the trajectory token with every region on every frame where it
-is seen.
+frame), the same with the trajectory token, the trajectory token with every region on every frame where it is
+seen, and questions mixed with descriptions (2:1, as default.yaml weighs them) without and with the token.
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
 a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
 
-    python benchmarks/trajectory_qa.py [--steps 4000] [--only mixed,trajectory] [--modes single,multi]
+    python benchmarks/trajectory_qa.py [--steps 4000] [--only mixed,trajectory,joint,joint_trajectory] [--modes single,multi]
         [--out benchmarks/results/trajectory_qa]
 """
 
@@ -33,22 +36,26 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_encoders import run  # noqa: E402
-from motion_scratch import VAL, arm_config, held_out_data, train_arm  # noqa: E402
+from motion_scratch import VAL, arm_config, description_scores, held_out_data, train_arm  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 QA = {"tasks": {"region_qa": 1}}
 MIXED = {**QA, "first_frame_only": 0.3, "multi_frame_prob": 0.5}
+JOINT = {**MIXED, "tasks": {"region_qa": 2, "region_caption": 1}}  # as default.yaml weighs the two
 # name -> (data overrides, model.config overrides, what it stands for)
 ARMS = {
     "mixed": (MIXED, {}, "regions as the default config trains them (velocity measurable in 35%)"),
     "trajectory": (MIXED, {"region_trajectory": True}, "the same, plus a trajectory token of its own"),
     "trajectory_every": (QA, {"region_trajectory": True},
                          "trajectory token, every region on every frame where it is seen"),
+    "joint": (JOINT, {}, "questions and descriptions (2:1), regions as the default config trains them"),
+    "joint_trajectory": (JOINT, {"region_trajectory": True}, "the same, plus a trajectory token of its own"),
 }
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")
 COLUMNS = ("overall", *TYPES, "region_swap")
+DESCRIPTIONS = 120  # held-out descriptions scored for the arms that train on them (as motion_scratch)
 
 
 def score(name: str, run_dir: Path, data: Path, mode: str) -> dict:
@@ -83,14 +90,22 @@ def main(argv=None) -> int:
         start = time.time()
         run_dir = out / "runs" / name
         train_arm(name, arm_config(name, args.steps, ARMS), run_dir, args.steps)
-        rows[name] = {"what": ARMS[name][2], "modes": {m: score(name, run_dir, data, m) for m in modes},
-                      "seconds": round(time.time() - start, 1)}
+        rows[name] = {"what": ARMS[name][2], "modes": {m: score(name, run_dir, data, m) for m in modes}}
+        if "region_caption" in ARMS[name][0]["tasks"]:  # did it learn motion where descriptions teach it?
+            print(f"[{name}] held-out descriptions ...", file=sys.stderr, flush=True)
+            rows[name]["descriptions"] = description_scores(name, run_dir, data, DESCRIPTIONS)
+        rows[name]["seconds"] = round(time.time() - start, 1)
     short = {"Basic Questions": "Basic", "Sequential Questions": "Seq", "Relationship Questions": "Rel",
              "Reasoning Questions": "Reas", "Future Predictions": "Future", "region_swap": "swap"}
     table = ["| arm | regions | " + " | ".join(short.get(c, c) for c in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
     table += [f"| {n} | {m} | " + " | ".join(str(s[c]) for c in COLUMNS) + " |"
               for n, r in rows.items() for m, s in r["modes"].items()]
+    described = {n: r["descriptions"] for n, r in rows.items() if "descriptions" in r}
+    if described:
+        cols = ("cider", "attr_colour", "attr_shape", "attr_motion", "said_start", "said_end")
+        table += ["", "| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        table += [f"| {n} | " + " | ".join(str(d[c]) for c in cols) + " |" for n, d in described.items()]
     print("\n".join(table))
     result = {"benchmark": "trajectory_qa", "steps": args.steps, "val": VAL, "arms": rows}
     atomic_write_text(out / "trajectory_qa.json", json.dumps(result, indent=2) + "\n")

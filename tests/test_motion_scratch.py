@@ -55,12 +55,14 @@ def test_phrase_accuracy_counts_only_what_the_reference_says():
 
 @pytest.mark.parametrize("name", list(trajectory_qa.ARMS))
 def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(name):
-    """benchmarks/trajectory_qa.py: the same small model on region_qa alone; the arms differ only in how regions
-    are given and in the trajectory token."""
+    """benchmarks/trajectory_qa.py: the same small model on region_qa (alone, or 2:1 with descriptions for the
+    joint arms); the arms differ only in how regions are given and in the trajectory token."""
     raw = trajectory_qa.arm_config(name, 500, trajectory_qa.ARMS)
     cfg = config_from_dict(raw, where=name)
-    assert cfg.data.tasks == {"region_qa": 1} and cfg.stages[0].steps == 500
-    assert cfg.model.config.get("region_trajectory", False) is (name != "mixed")
+    joint = name.startswith("joint")
+    assert cfg.data.tasks == ({"region_qa": 2, "region_caption": 1} if joint else {"region_qa": 1})
+    assert cfg.stages[0].steps == 500
+    assert cfg.model.config.get("region_trajectory", False) is ("trajectory" in name)
     every = name == "trajectory_every"
     assert (cfg.data.first_frame_only, cfg.data.multi_frame_prob) == ((0.0, 1.0) if every else (0.3, 0.5))
     assert {k: v for k, v in raw["model"]["config"].items() if k != "region_trajectory"} == \
