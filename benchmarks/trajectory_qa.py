@@ -19,8 +19,8 @@ seen, and questions mixed with descriptions (2:1, as default.yaml weighs them) w
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
 a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
 
-    python benchmarks/trajectory_qa.py [--steps 4000] [--only mixed,trajectory,joint,joint_trajectory] [--modes single,multi]
-        [--out benchmarks/results/trajectory_qa]
+    python benchmarks/trajectory_qa.py [--steps 4000] [--only mixed,trajectory,joint,joint_trajectory]
+        [--modes single,multi] [--seed 0] [--out benchmarks/results/trajectory_qa]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_encoders import run  # noqa: E402
+from compare_encoders import paired_difference, run  # noqa: E402
 from motion_scratch import VAL, arm_config, description_scores, held_out_data, train_arm  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
@@ -69,11 +69,34 @@ def score(name: str, run_dir: Path, data: Path, mode: str) -> dict:
             "samples": result.get("num_samples")}
 
 
+PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"))  # without / with the token, the rest the same
+
+
+def answers(run_dir: Path, mode: str, key: str) -> dict:
+    """{question id: right?} (key ``correct``) or {id: answer followed the look-alike?} (``swap_follows``)."""
+    rows = json.loads((run_dir / f"eval-{mode}" / "results.json").read_text())["per_sample"]
+    return {r["id"]: bool(r[key]) for r in rows if key in r}
+
+
+def token_effects(run_dirs: dict, modes: list) -> dict:
+    """Per pair of PAIRS that ran, per mode: the trajectory token's paired effect on questions right and on swaps
+    followed (points, 95% bootstrap interval, questions)."""
+    out = {}
+    for base, token in PAIRS:
+        if base in run_dirs and token in run_dirs:
+            out[f"{token} - {base}"] = {
+                m: {k: paired_difference(answers(run_dirs[token], m, k), answers(run_dirs[base], m, k))
+                    for k in ("correct", "swap_follows")} for m in modes}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
     ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated region modes to score")
+    ap.add_argument("--seed", type=int, default=0, help="the arms' initial weights (the data stream stays the "
+                                                       "same); runs of seed N > 0 go to OUT/runs/ARM-sN")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "trajectory_qa"))
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else list(ARMS)
@@ -85,11 +108,14 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out)
     data = held_out_data(out)
-    rows = {}
+    rows, run_dirs = {}, {}
     for name in names:
         start = time.time()
-        run_dir = out / "runs" / name
-        train_arm(name, arm_config(name, args.steps, ARMS), run_dir, args.steps)
+        run_dir = out / "runs" / (f"{name}-s{args.seed}" if args.seed else name)
+        cfg = arm_config(name, args.steps, ARMS)
+        cfg["seed"] = args.seed
+        train_arm(name, cfg, run_dir, args.steps)
+        run_dirs[name] = run_dir
         rows[name] = {"what": ARMS[name][2], "modes": {m: score(name, run_dir, data, m) for m in modes}}
         if "region_caption" in ARMS[name][0]["tasks"]:  # did it learn motion where descriptions teach it?
             print(f"[{name}] held-out descriptions ...", file=sys.stderr, flush=True)
@@ -106,9 +132,16 @@ def main(argv=None) -> int:
         cols = ("cider", "attr_colour", "attr_shape", "attr_motion", "said_start", "said_end")
         table += ["", "| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         table += [f"| {n} | " + " | ".join(str(d[c]) for c in cols) + " |" for n, d in described.items()]
+    effects = token_effects(run_dirs, modes)
+    for pair, by_mode in effects.items():
+        for m, e in by_mode.items():
+            table.append(f"{pair} ({m}): " + ", ".join(
+                f"{k} {d:+.1f} [{lo:+.1f}, {hi:+.1f}] over {n}" for k, (d, lo, hi, n) in e.items()))
     print("\n".join(table))
-    result = {"benchmark": "trajectory_qa", "steps": args.steps, "val": VAL, "arms": rows}
-    atomic_write_text(out / "trajectory_qa.json", json.dumps(result, indent=2) + "\n")
+    result = {"benchmark": "trajectory_qa", "steps": args.steps, "seed": args.seed, "val": VAL, "arms": rows,
+              "token_effects": effects}
+    atomic_write_text(out / (f"trajectory_qa-s{args.seed}.json" if args.seed else "trajectory_qa.json"),
+                      json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -67,3 +67,26 @@ def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(
     assert (cfg.data.first_frame_only, cfg.data.multi_frame_prob) == ((0.0, 1.0) if every else (0.3, 0.5))
     assert {k: v for k, v in raw["model"]["config"].items() if k != "region_trajectory"} == \
         motion_scratch.BASE["model"]["config"]
+
+
+def test_token_effects_pair_each_arm_with_its_trajectory_twin(tmp_path):
+    """trajectory_qa.token_effects: the paired difference (with - without the token) over the shared questions,
+    for the pairs that ran and the modes scored; a pair missing an arm is left out."""
+    import json
+
+    def results(name, correct, follows):
+        d = tmp_path / name / "eval-single"
+        d.mkdir(parents=True)
+        rows = [{"id": f"q{i}", "correct": c, **({"swap_follows": f} if f is not None else {})}
+                for i, (c, f) in enumerate(zip(correct, follows))]
+        (d / "results.json").write_text(json.dumps({"per_sample": rows}))
+        return tmp_path / name
+
+    dirs = {"joint": results("joint", [True, False, False, False], [False, None, False, None]),
+            "joint_trajectory": results("jt", [True, True, True, False], [True, None, False, None]),
+            "mixed": results("mixed", [True] * 4, [None] * 4)}
+    effects = trajectory_qa.token_effects(dirs, ["single"])
+    assert list(effects) == ["joint_trajectory - joint"]
+    right, _, _, n = effects["joint_trajectory - joint"]["single"]["correct"]
+    follows, _, _, n_swaps = effects["joint_trajectory - joint"]["single"]["swap_follows"]
+    assert (right, n, follows, n_swaps) == (50.0, 4, 50.0, 2)
