@@ -683,3 +683,13 @@ def test_every_shipped_config_loads(name, monkeypatch):
         raw["tokenizer"]["path"] = shipped
     cfg = config_from_dict(raw, where=name)
     assert cfg.stages and all(s.steps > 0 for s in cfg.stages)
+
+
+def test_the_next_default_config_is_the_shipped_recipe_plus_the_trajectory_token():
+    """configs/default_trajectory.yaml must stay configs/default.yaml with the token on (and its own out_dir), so
+    that what it measures against the shipped model is the token alone."""
+    base = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    nxt = yaml.safe_load((REPO / "configs" / "default_trajectory.yaml").read_text())
+    assert nxt["model"]["config"].pop("region_trajectory") is True and "region_trajectory" not in base["model"]["config"]
+    assert nxt.pop("out_dir") != base.pop("out_dir")
+    assert nxt == base
