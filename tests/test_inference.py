@@ -509,24 +509,22 @@ def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
         return load_eval_system(path, benchmark=benchmark, max_new_tokens=4, **options)
 
     monkeypatch.setattr(regionlm.model, "load_eval_system", short, raising=False)
-    code = main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
-                 str(tmp_path / "ev"), "--limit", "1", "--json"])
-    assert code == 0
+    def system_run(out, *extra, bench="world-vqa"):
+        """The eval run's system options, after it succeeded."""
+        code = main(["eval", "--benchmark", bench, "--data", str(world), "--model", str(folder), "--out",
+                     str(tmp_path / out), "--limit", "1", *extra, "--json"])
+        assert code == 0
+        return json.loads((tmp_path / out / "run.json").read_text())["system"]
+
+    assert system_run("ev")["choice_mode"] == "rank"
     assert json.loads((tmp_path / "ev" / "results.json").read_text())["num_samples"] == 1
-    assert json.loads((tmp_path / "ev" / "run.json").read_text())["system"]["choice_mode"] == "rank"
-    code = main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
-                 str(tmp_path / "ev-gen"), "--limit", "1", "--choice-mode", "generate", "--json"])
-    assert code == 0
-    assert json.loads((tmp_path / "ev-gen" / "run.json").read_text())["system"]["choice_mode"] == "generate"
-    assert main(["eval", "--benchmark", "world-vqa", "--data", str(world), "--model", str(folder), "--out",
-                 str(tmp_path / "ev-bad"), "--choice-mode", "best"]) == 2
+    assert system_run("ev-gen", "--choice-mode", "generate")["choice_mode"] == "generate"
     # VideoRefer-Bench-Q's multi-frame mode: the region on every annotated frame
-    code = main(["eval", "--benchmark", "world-q", "--data", str(world), "--model", str(folder), "--out",
-                 str(tmp_path / "ev-multi"), "--limit", "1", "--region-mode", "multi", "--json"])
-    assert code == 0
-    assert json.loads((tmp_path / "ev-multi" / "run.json").read_text())["system"]["region_mode"] == "multi"
-    assert main(["eval", "--benchmark", "world-q", "--data", str(world), "--model", str(folder), "--out",
-                 str(tmp_path / "ev-bad"), "--region-mode", "all"]) == 2
+    assert system_run("ev-multi", "--region-mode", "multi", bench="world-q")["region_mode"] == "multi"
+    for bad in (["--benchmark", "world-vqa", "--choice-mode", "best"],
+                ["--benchmark", "world-q", "--region-mode", "all"]):
+        assert main(["eval", *bad, "--data", str(world), "--model", str(folder),
+                     "--out", str(tmp_path / "ev-bad")]) == 2
     # retrained into the same folder: the cached answers belong to other weights, so the run is refused
     with torch.no_grad():
         next(sys_.model.parameters()).add_(1.0)

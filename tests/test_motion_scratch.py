@@ -1,5 +1,6 @@
-"""benchmarks/motion_scratch.py (and trajectory_qa.py, built on it): each arm is a valid training config differing from the base in its own keys only,
-and the phrases a description says are read and compared with the reference's as meant."""
+"""benchmarks/motion_scratch.py (and trajectory_qa.py, built on it): each arm is a valid training config differing
+from the base in its own keys only, and the phrases a description says are read and compared with the reference's
+as meant."""
 
 from __future__ import annotations
 
