@@ -5,12 +5,11 @@ benchmarks/motion_scratch.py showed, on descriptions, that a small mask_pool mod
 ends and moves only with the trajectory token (model.config.region_trajectory). This script asks the same of
 region questions (the Bench-Q analog: Future Predictions and Sequential questions are about where a region goes):
 the same small model (motion_scratch.BASE) trained from random weights on region_qa (alone, or with descriptions as
-the default config mixes them), then scored with
-`regionlm eval --benchmark world-q` on the held-out videos (val split, seed 2) in both of VideoRefer-Bench-Q's
-modes: ``single`` (each region on its key frame, as the shipped model is scored) and ``multi`` (on every frame
-its annotation has a mask, so a velocity is measurable). Arms that also train on descriptions are scored on 120
-held-out descriptions as well (motion_scratch.description_scores), to see whether motion learned there carries
-over to the questions.
+the default config mixes them), then scored with `regionlm eval --benchmark world-q` on the held-out videos (val
+split, seed 2) in both of VideoRefer-Bench-Q's modes: ``single`` (each region on its key frame, as the shipped
+model is scored) and ``multi`` (on every frame its annotation has a mask, so a velocity is measurable). Arms that
+also train on descriptions are scored on 120 held-out descriptions as well (motion_scratch.description_scores), to
+see whether motion learned there carries over to the questions.
 
 Arms (ARMS): regions as the default config trains them (first frame only 30%, every frame 35%, else the key
 frame), the same with the trajectory token, the trajectory token with every region on every frame where it is
@@ -51,6 +50,7 @@ ARMS = {
     "joint": (JOINT, {}, "questions and descriptions (2:1), regions as the default config trains them"),
     "joint_trajectory": (JOINT, {"region_trajectory": True}, "the same, plus a trajectory token of its own"),
 }
+PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"))  # without / with the token, the rest the same
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")
@@ -67,9 +67,6 @@ def score(name: str, run_dir: Path, data: Path, mode: str) -> dict:
     metrics = result.get("metrics", result)
     return {**{c: None if metrics.get(c) is None else round(metrics[c], 1) for c in COLUMNS},
             "samples": result.get("num_samples")}
-
-
-PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"))  # without / with the token, the rest the same
 
 
 def answers(run_dir: Path, mode: str, key: str) -> dict:
