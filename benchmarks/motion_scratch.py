@@ -96,7 +96,7 @@ def held_out_data(out: Path) -> Path:
     return data
 
 
-def train_arm(name: str, cfg: dict, run_dir: Path, steps: int) -> None:
+def train_arm(name: str, cfg: dict, run_dir: Path) -> None:
     """Train one arm into ``run_dir`` (its config written there); skipped when trained, resumed when cut off."""
     if (run_dir / "final").exists():
         return
@@ -104,7 +104,7 @@ def train_arm(name: str, cfg: dict, run_dir: Path, steps: int) -> None:
     cfg_path = run_dir / "config.yaml"
     atomic_write_text(cfg_path, yaml.safe_dump(cfg, sort_keys=False))
     resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
-    print(f"[{name}] training {steps} steps ...", file=sys.stderr, flush=True)
+    print(f"[{name}] training {sum(st['steps'] for st in cfg['stages'])} steps ...", file=sys.stderr, flush=True)
     run(["train", "--config", str(cfg_path), "--out", str(run_dir), "--json", *resume], f"{name}: train")
 
 
@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     for name in names:
         start = time.time()
         run_dir = out / "runs" / name
-        train_arm(name, arm_config(name, args.steps), run_dir, args.steps)
+        train_arm(name, arm_config(name, args.steps), run_dir)
         print(f"[{name}] probe and held-out descriptions ...", file=sys.stderr, flush=True)
         geometry_probe.main(["--model", str(run_dir / "final"), "--batches", "8", "--threads", "2",
                              "--out", str(run_dir / "probe")])

@@ -69,10 +69,13 @@ def score(name: str, run_dir: Path, data: Path, mode: str) -> dict:
             "samples": result.get("num_samples")}
 
 
-def answers(run_dir: Path, mode: str, key: str) -> dict:
-    """{question id: right?} (key ``correct``) or {id: answer followed the look-alike?} (``swap_follows``)."""
+OUTCOMES = ("correct", "swap_follows")  # per question: right? and, where asked, did the answer follow the swap?
+
+
+def answers(run_dir: Path, mode: str) -> dict:
+    """Per OUTCOMES key, {question id: bool} from one arm's world-q evaluation in one region mode."""
     rows = json.loads((run_dir / f"eval-{mode}" / "results.json").read_text())["per_sample"]
-    return {r["id"]: bool(r[key]) for r in rows if key in r}
+    return {key: {r["id"]: bool(r[key]) for r in rows if key in r} for key in OUTCOMES}
 
 
 def token_effects(run_dirs: dict, modes: list) -> dict:
@@ -81,9 +84,10 @@ def token_effects(run_dirs: dict, modes: list) -> dict:
     out = {}
     for base, token in PAIRS:
         if base in run_dirs and token in run_dirs:
-            out[f"{token} - {base}"] = {
-                m: {k: paired_difference(answers(run_dirs[token], m, k), answers(run_dirs[base], m, k))
-                    for k in ("correct", "swap_follows")} for m in modes}
+            out[f"{token} - {base}"] = by_mode = {}
+            for m in modes:
+                with_token, without = answers(run_dirs[token], m), answers(run_dirs[base], m)
+                by_mode[m] = {k: paired_difference(with_token[k], without[k]) for k in OUTCOMES}
     return out
 
 
@@ -111,7 +115,7 @@ def main(argv=None) -> int:
         run_dir = out / "runs" / (f"{name}-s{args.seed}" if args.seed else name)
         cfg = arm_config(name, args.steps, ARMS)
         cfg["seed"] = args.seed
-        train_arm(name, cfg, run_dir, args.steps)
+        train_arm(name, cfg, run_dir)
         run_dirs[name] = run_dir
         rows[name] = {"what": ARMS[name][2], "modes": {m: score(name, run_dir, data, m) for m in modes}}
         if "region_caption" in ARMS[name][0]["tasks"]:  # did it learn motion where descriptions teach it?

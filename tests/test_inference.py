@@ -509,6 +509,7 @@ def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
         return load_eval_system(path, benchmark=benchmark, max_new_tokens=4, **options)
 
     monkeypatch.setattr(regionlm.model, "load_eval_system", short, raising=False)
+
     def system_run(out, *extra, bench="world-vqa"):
         """The eval run's system options, after it succeeded."""
         code = main(["eval", "--benchmark", bench, "--data", str(world), "--model", str(folder), "--out",
