@@ -137,6 +137,50 @@ def test_mask_pool_tokens_per_region_follow_the_config(merge):
     assert expected == (1 + 2 + 3 + 3 if merge else 1 + 2 + 5 + 7)
 
 
+def _merge_one_at_a_time(parts: list, u: int) -> list:
+    """The temporal merge as VideoRefer states it, on a list: the test's oracle for the batched merge."""
+    weights = [1.0] * len(parts)
+    while len(parts) > u:
+        sims = [float(torch.cosine_similarity(a, b, dim=0).detach()) for a, b in zip(parts, parts[1:])]
+        i = sims.index(max(sims))
+        total = weights[i] + weights[i + 1]
+        parts[i:i + 2] = [(parts[i] * weights[i] + parts[i + 1] * weights[i + 1]) / total]
+        weights[i:i + 2] = [total]
+    return parts
+
+
+@pytest.mark.parametrize("extra", [{}, {"temporal_merge": False}, {"region_trajectory": True, "merge_tokens": 2}])
+def test_mask_pool_batched_tokens_equal_region_by_region(extra):
+    # samples with 0 to 3 valid regions, each given on 0 to 8 scattered frames: all regions are encoded at once
+    t, b, r = 8, 4, 3
+    config = make_config("mask_pool", **extra)
+    enc, conn = make_encoder(config)
+    gen = torch.Generator().manual_seed(5)
+    features = torch.randn(b, t, G, G, C, generator=gen, requires_grad=True)
+    masks = (torch.rand(b, r, t, S, S, generator=gen) > 0.7).float()
+    given = torch.rand(b, r, t, generator=gen) > 0.5
+    given[0, 0] = False  # a valid region given on no frame: one zero placeholder
+    given[1, 1] = True
+    valid = torch.tensor([[True, True, False], [True, True, True], [False, False, False], [False, True, True]])
+    regions = RegionInputs(masks, given, valid)
+    out = enc(features, regions, conn(features)).region_embeds
+    pooled, _ = masked_pool(features, grid_coverage(regions.given_masks(), G, G))
+    paths = enc.trajectory(region_trajectory(region_geometry(masks, given))) if extra.get("region_trajectory") else None
+    for i in range(b):
+        tokens = []
+        for k in valid[i].nonzero().flatten().tolist():
+            frames = given[i, k].nonzero().flatten().tolist()
+            parts = [pooled[i, k, f] for f in frames] or [torch.zeros(C)]
+            if config.temporal_merge:
+                parts = _merge_one_at_a_time(parts, config.merge_tokens)
+            tokens += parts + ([paths[i, k]] if paths is not None else [])
+        expected = enc.mlp(torch.stack(tokens)) if tokens else torch.zeros(0, D)
+        assert out[i].shape == expected.shape
+        assert torch.allclose(out[i], expected, atol=1e-5)
+    grad, = torch.autograd.grad(sum(o.sum() for o in out), features)
+    assert grad[2].abs().sum() == 0 and grad[1].abs().sum() > 0  # gradients reach the features of shown regions
+
+
 def test_mask_pool_single_frame_token_is_the_mlp_of_the_masked_mean():
     config = make_config("mask_pool")
     enc, conn = make_encoder(config)

@@ -148,6 +148,8 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         regions = None
         if region_masks is not None or object_masks is not None:
             regions = RegionInputs(region_masks, region_given, region_valid, object_masks, object_valid)
+            if region_given is not None:
+                regions.on_host()  # copied now, before the frames' work is queued on the device, not waited for after
             pixel_values = self.region_encoder.prepare_pixels(pixel_values, regions)
         features = self.vision_features(pixel_values.to(self.dtype))
         context = self.connector(features)

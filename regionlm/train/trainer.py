@@ -530,7 +530,7 @@ class Trainer:
         autocast = self._autocast(rt)
         per_step = cfg.batch_size * cfg.grad_accum * rt.world
         stage_index, optimizer, wrapped, trainable = None, None, None, []
-        window = {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "time": 0.0, "tasks": {}}
+        window = _new_window()
         self.first_step = step
         bar = tqdm(total=self.stop, initial=step, disable=not (rt.main and self.progress), file=sys.stderr,
                    dynamic_ncols=True, desc="train")
@@ -548,7 +548,7 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             start = time.perf_counter()
-            losses = torch.zeros(3, dtype=torch.float64)
+            losses = 0.0
             for micro in range(cfg.grad_accum):
                 batch, tasks = next(batches)
                 position += len(tasks)
@@ -563,20 +563,26 @@ class Trainer:
                     out = wrapped(**batch)
                     loss, lm, aux = self._loss(out, module)
                 (loss / cfg.grad_accum).backward()
-                losses += torch.tensor([float(loss.detach()), float(lm), float(aux)],
-                                       dtype=torch.float64) / cfg.grad_accum
+                aux = aux if torch.is_tensor(aux) else torch.zeros_like(lm)
+                losses = losses + torch.stack([v.float() for v in (loss.detach(), lm, aux)]) / cfg.grad_accum
             norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            # the numbers stay on the device until the log: reading them every step made the host wait for the
+            # device every step, so a small model's steps ran one after another instead of being queued ahead
+            norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+            window["pending"].append(torch.cat([losses, norm.float()[None]]))
+            logging = step % cfg.log_every == 0 or step == self.stop
+            if logging:
+                for row in torch.stack(window.pop("pending")).double().tolist():
+                    for k, v in zip(("loss", "lm_loss", "aux_loss", "grad_norm"), row):
+                        window[k].append(v)
             window["time"] += time.perf_counter() - start
-            for k, v in zip(("loss", "lm_loss", "aux_loss"), losses.tolist()):
-                window[k].append(v)
-            window["grad_norm"].append(float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
-            if step % cfg.log_every == 0 or step == self.stop:
+            if logging:
                 record = self._log(rt, window, step, stage, lr, per_step)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_s']:.1f}")
-                window = {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "time": 0.0, "tasks": {}}
+                window = _new_window()
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or step == self.stop:
                 self._save_checkpoint(rt, module, optimizer, step, i, position, fsdp)
@@ -782,6 +788,11 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+
+def _new_window() -> dict:
+    """What the loop gathers between two log records ("pending": the steps' numbers still on the device)."""
+    return {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "pending": [], "time": 0.0, "tasks": {}}
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

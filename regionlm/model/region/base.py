@@ -57,6 +57,16 @@ class RegionInputs:
     valid: torch.Tensor
     object_masks: Optional[torch.Tensor] = None
     object_valid: Optional[torch.Tensor] = None
+    _host: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
+
+    def on_host(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(given, valid) on the CPU, copied once per batch. Encoders plan their per-region bookkeeping (which
+        slots, which frames, how many tokens) from these: reading a GPU tensor region by region waits for the GPU
+        each time, which made small-model training wait on the host rather than compute."""
+        if self._host is None:
+            valid = self.valid if self.valid is not None else torch.ones(self.given.shape[:2], dtype=torch.bool)
+            self._host = (self.given.cpu(), valid.cpu())
+        return self._host
 
     def given_masks(self) -> torch.Tensor:
         """The masks with every frame that is not given zeroed."""

@@ -160,13 +160,7 @@ def region_slots(regions) -> list:
     """Per sample, the indices of its valid region slots, in order (the order of its `<region>` placeholders)."""
     if regions.masks is None:
         return []
-    valid = regions.valid if regions.valid is not None else torch.ones(regions.masks.shape[:2], dtype=torch.bool)
-    return [torch.nonzero(row, as_tuple=False).flatten().tolist() for row in valid.cpu()]
-
-
-def given_frames(regions, b: int, r: int) -> list:
-    """The frame indices on which region slot ``r`` of sample ``b`` is given."""
-    return torch.nonzero(regions.given[b, r].cpu(), as_tuple=False).flatten().tolist()
+    return [torch.nonzero(row, as_tuple=False).flatten().tolist() for row in regions.on_host()[1]]
 
 
 def check_resolution(regions, size: int, what: str = "region_masks") -> None:

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from regionlm.model.connectors import Projector
 
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
-from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, check_resolution, empty_embeds, given_frames,
-                     grid_coverage, masked_pool, region_geometry, region_silhouette, region_slots, region_trajectory)
+from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, check_resolution, empty_embeds,
+                     grid_coverage, masked_pool, region_geometry, region_silhouette, region_trajectory)
 
 
 def merge_adjacent(tokens: torch.Tensor, u: int, sizes: torch.Tensor | None = None):
@@ -39,21 +39,49 @@ def merge_adjacent(tokens: torch.Tensor, u: int, sizes: torch.Tensor | None = No
     Each token stands for ``sizes`` frames (default 1 each); a merge replaces a pair by the mean of its members
     weighted by their sizes, so a merged token is the plain mean of the frames it covers. The choice of pair is
     not differentiable, the means are. Returns (tokens (m, C), sizes (m,)) with m = min(n, u), in time order."""
+    n = tokens.shape[0]
+    counts = torch.tensor([n], device=tokens.device)
+    merged, weights = merge_adjacent_batched(tokens[None], counts, u, None if sizes is None else sizes[None])
+    m = min(n, u)
+    return merged[0, :m], weights[0, :m]
+
+
+def merge_adjacent_batched(tokens: torch.Tensor, counts: torch.Tensor, u: int, sizes: torch.Tensor | None = None):
+    """merge_adjacent for N sequences at once, with no host round trip (the GPU is never waited on): ``tokens``
+    (N, T, C) holds sequence i in its first ``counts[i]`` rows. Returns (tokens, sizes), each sequence in its
+    first min(counts[i], u) rows and zeros after. Every step merges, in each sequence still longer than u, its
+    most similar adjacent pair (ties: the earliest), exactly as merging one sequence at a time."""
     if u < 1:
         raise ValueError(f"merge_adjacent: u must be >= 1, got {u}")
+    n, t, _ = tokens.shape
+    frame = torch.arange(t, device=tokens.device)
+    inside = frame < counts[:, None]  # (N, T)
     if sizes is None:
-        sizes = torch.ones(tokens.shape[0], dtype=tokens.dtype, device=tokens.device)
-    parts = list(tokens.unbind(0))
-    weights = list(sizes.to(tokens.dtype).unbind(0))
-    while len(parts) > u:
+        sizes = torch.ones(n, t, dtype=tokens.dtype, device=tokens.device)
+    weights = sizes.to(tokens.dtype) * inside
+    tokens = tokens * inside[..., None]
+    length = counts.clone()
+    pad = tokens.new_zeros(n, 1, tokens.shape[-1])
+    for _ in range(max(t - u, 0)):
         with torch.no_grad():
-            stacked = torch.stack(parts)
-            similarity = F.cosine_similarity(stacked[:-1], stacked[1:], dim=-1)
-            i = int(similarity.argmax())  # ties: the earliest pair
-        total = weights[i] + weights[i + 1]
-        parts[i:i + 2] = [(parts[i] * weights[i] + parts[i + 1] * weights[i + 1]) / total]
-        weights[i:i + 2] = [total]
-    return torch.stack(parts), torch.stack(weights)
+            similarity = F.cosine_similarity(tokens[:, :-1], tokens[:, 1:], dim=-1)  # (N, T - 1)
+            similarity = similarity.masked_fill(frame[:-1] >= (length - 1)[:, None], float("-inf"))
+            i = similarity.argmax(1)[:, None]  # (N, 1): the pair (i, i + 1)
+            active = (length > u)[:, None]
+        w_i, w_j = weights.gather(1, i), weights.gather(1, i + 1)
+        x_i = tokens.gather(1, i[..., None].expand(-1, -1, tokens.shape[-1]))[:, 0]
+        x_j = tokens.gather(1, (i + 1)[..., None].expand(-1, -1, tokens.shape[-1]))[:, 0]
+        total = w_i + w_j
+        mean = (x_i * w_i + x_j * w_j) / total
+        # rows before the pair stay, the pair becomes its mean, the rows after it move up by one
+        before, at = frame[:-1][None] < i, frame[:-1][None] == i
+        shifted = torch.where(before[..., None], tokens[:, :-1],
+                              torch.where(at[..., None], mean[:, None], tokens[:, 1:]))
+        shifted_w = torch.where(before, weights[:, :-1], torch.where(at, total, weights[:, 1:]))
+        tokens = torch.where(active[..., None], torch.cat([shifted, pad], 1), tokens)
+        weights = torch.where(active, torch.cat([shifted_w, weights.new_zeros(n, 1)], 1), weights)
+        length = length - active[:, 0].long()
+    return tokens, weights
 
 
 @register_region_encoder("mask_pool")
@@ -79,15 +107,6 @@ class MaskPoolEncoder(RegionEncoder):
             self.trajectory[0].init_std = 1.0
             self.trajectory[2].init_std = width ** -0.5
 
-    def frame_tokens(self, pooled: torch.Tensor, frames: list) -> torch.Tensor:
-        """The pooled features of one region on its given frames -> its tokens before the MLP."""
-        if not frames:  # a valid region with no given frame still owns tokens_per_region(0) = 1 placeholder
-            return pooled.new_zeros(1, pooled.shape[-1])
-        tokens = pooled[frames]
-        if self.config.temporal_merge:
-            tokens, _ = merge_adjacent(tokens, self.config.merge_tokens)
-        return tokens
-
     def forward(self, features, regions, context):
         b, t, h, w, c = features.shape
         if regions.masks is None:
@@ -103,15 +122,38 @@ class MaskPoolEncoder(RegionEncoder):
         paths = self.trajectory(region_trajectory(geometry)) if self.config.region_trajectory else None  # (B, R, C)
         if self.config.region_silhouette:
             pooled = pooled + self.silhouette(region_silhouette(regions.masks, regions.given).to(pooled.dtype)) * seen
-        per_sample = []
-        for i, slots in enumerate(region_slots(regions)):
-            tokens = [self.frame_tokens(pooled[i, r], given_frames(regions, i, r)) for r in slots]
-            if paths is not None:  # the trajectory token follows the region's appearance tokens
-                tokens = [torch.cat([tok, paths[i, r][None]]) for r, tok in zip(slots, tokens)]
-            for r, tok in zip(slots, tokens):
-                n_given = int(regions.given[i, r].sum())
-                assert tok.shape[0] == self.config.tokens_per_region(n_given), "merge and config disagree"
-            per_sample.append(torch.cat(tokens) if tokens else features.new_zeros(0, c))
-        counts = [p.shape[0] for p in per_sample]
-        projected = self.mlp(torch.cat(per_sample))
-        return RegionEncoding(region_embeds=list(projected.split(counts)))
+        return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions))
+
+    def _region_tokens(self, pooled, paths, regions) -> list:
+        """Each valid region's tokens, all regions at once: its pooled features on its given frames in time order
+        (merged to merge_tokens), one zero placeholder if it is given on none, then its trajectory token;
+        projected, and split per sample in placeholder order. The bookkeeping is planned on the host."""
+        given, valid = regions.on_host()
+        b, r, t, c = pooled.shape
+        slots = torch.nonzero(valid, as_tuple=False)  # (N, 2): sample, slot; in placeholder order
+        n = slots.shape[0]
+        if n == 0:
+            return empty_embeds(b, self.mlp.fc2.out_features, pooled)
+        shown = given[slots[:, 0], slots[:, 1]]  # (N, T)
+        counts = shown.sum(-1)
+        order = torch.argsort((~shown).to(torch.int8), dim=-1, stable=True)  # given frames first, in time order
+        trajectory = paths is not None
+        kept = [self.config.tokens_per_region(int(k)) - int(trajectory) for k in counts]
+        width = t + int(trajectory)  # token rows per region below: its frames, then its trajectory token
+        tail = [t] if trajectory else []
+        rows = [k * width + j for k, m in enumerate(kept) for j in [*range(m), *tail]]
+        plan = torch.cat([slots, order, counts[:, None]], 1).to(pooled.device, non_blocking=True)
+        rows = torch.tensor(rows).to(pooled.device, non_blocking=True)
+        sample, slot, order, n_given = plan[:, 0], plan[:, 1], plan[:, 2:2 + t], plan[:, -1]
+        tokens = pooled[sample, slot].gather(1, order[..., None].expand(-1, -1, c))
+        # rows past a region's given frames are zero (so is the placeholder of a region given on none)
+        tokens = tokens * (torch.arange(t, device=pooled.device) < n_given[:, None])[..., None]
+        if self.config.temporal_merge:
+            tokens, _ = merge_adjacent_batched(tokens, n_given, self.config.merge_tokens)
+        if trajectory:
+            tokens = torch.cat([tokens, paths[sample, slot][:, None]], 1)
+        projected = self.mlp(tokens.flatten(0, 1)[rows])
+        per_sample = [0] * b
+        for (i, _), m in zip(slots.tolist(), kept):
+            per_sample[i] += m + int(trajectory)
+        return list(projected.split(per_sample))
