@@ -27,14 +27,15 @@ import json, sys, yaml
 now, nxt, keep = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
 cfg = yaml.safe_load(open(sys.argv[1]))
 # steps per second over the probe's last logged window (the first includes start-up)
-rate = [json.loads(line) for line in open("runs/gpu-probe/log.jsonl")][-1]["samples_per_s"] / cfg["batch_size"]
+last = [json.loads(line) for line in open("runs/gpu-probe/log.jsonl")][-1]
+rate = last["samples_per_s"] / cfg["batch_size"]
 first = int(rate * (now - 60))          # this call: leave a minute for start-up, checkpoint and copy-back
 total = cfg["stages"][0]["steps"] if keep else first + int(rate * nxt)
 first = min(first, total)
 cfg["stages"][0]["steps"] = total
 yaml.safe_dump(cfg, open("runs/gpu.yaml", "w"), sort_keys=False)
 open("runs/gpu-first", "w").write(str(first))
-print(f"rate {rate:.2f} steps/s: {total} steps, {first} in this call")
+print(f"rate {rate:.2f} steps/s ({last['data_wait']:.0%} of it waiting for data): {total} steps, {first} in this call")
 PY
   train --config runs/gpu.yaml --out runs/gpu --max-steps "$(cat runs/gpu-first)" --json > "$OUT/first.json"
   cp runs/gpu.yaml runs/gpu/log.jsonl "$OUT/"

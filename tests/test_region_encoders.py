@@ -181,6 +181,42 @@ def test_mask_pool_batched_tokens_equal_region_by_region(extra):
     assert grad[2].abs().sum() == 0 and grad[1].abs().sum() > 0  # gradients reach the features of shown regions
 
 
+def _device_ops(fn) -> int:
+    """How many tensor operations (views aside) ``fn`` dispatches: on a GPU each is a kernel launch."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    views = {"view", "as_strided", "transpose", "t", "_unsafe_view", "select", "slice", "unsqueeze", "squeeze",
+             "expand", "permute", "detach", "alias", "split", "split_with_sizes", "unbind", "empty", "lift_fresh"}
+    count = [0]
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            count[0] += func.__name__.split(".")[0] not in views
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return count[0]
+
+
+def test_mask_pool_work_does_not_grow_with_the_regions():
+    # a loop over regions launched kernels per region (and read the GPU each time): small models waited on it
+    t = 8
+    config = make_config("mask_pool", region_trajectory=True, region_geometry=True)
+    enc, conn = make_encoder(config)
+
+    def ops(b):
+        features = torch.randn(b, t, G, G, C, requires_grad=True)
+        masks = torch.ones(b, 2, t, S, S)
+        given = torch.rand(b, 2, t, generator=torch.Generator().manual_seed(b)) > 0.3
+        regions = RegionInputs(masks, given, torch.ones(b, 2, dtype=torch.bool))
+        regions.on_host()
+        return _device_ops(lambda: torch.cat(enc(features, regions, conn(features)).region_embeds).sum().backward())
+
+    small, large = ops(1), ops(12)
+    assert small > 100 and large - small <= 12, (small, large)  # at most the per-sample split's gradients
+
+
 def test_mask_pool_single_frame_token_is_the_mlp_of_the_masked_mean():
     config = make_config("mask_pool")
     enc, conn = make_encoder(config)

@@ -302,6 +302,8 @@ def test_tiny_model_lowers_its_loss_on_regionworld(tmp_path, world_tokenizer):
     assert first["aux_loss"] > 0 and last["lm_loss"] < first["lm_loss"]  # token_mark's guide head is trained
     tasks = set().union(*(r["tasks"] for r in log))
     assert {"region_qa", "sot", "video_qa"} <= tasks
+    # batches rendered in the loop: waiting for them is a real, not the whole, share of each window
+    assert all(0 < r["data_wait"] < 1 for r in log)
     # the saved model + processor load and run
     final = Path(summary["final"])
     model = RegionLMForConditionalGeneration.from_pretrained(final).eval()

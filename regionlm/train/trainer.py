@@ -550,7 +550,9 @@ class Trainer:
             start = time.perf_counter()
             losses = 0.0
             for micro in range(cfg.grad_accum):
+                waited = time.perf_counter()
                 batch, tasks = next(batches)
+                window["data_time"] += time.perf_counter() - waited
                 position += len(tasks)
                 for t in tasks:
                     window["tasks"][t] = window["tasks"].get(t, 0) + 1
@@ -664,15 +666,18 @@ class Trainer:
 
     def _log(self, rt, window, step, stage, lr, per_step) -> dict:
         stats = torch.tensor([float(np.mean(window["loss"])), float(np.mean(window["lm_loss"])),
-                              float(np.mean(window["aux_loss"])), window["time"]], dtype=torch.float64)
+                              float(np.mean(window["aux_loss"])), window["time"], window["data_time"]],
+                             dtype=torch.float64)
         if rt.distributed:
             stats = stats.to(rt.device)
             dist.all_reduce(stats)
             stats = stats.cpu() / rt.world
-        loss, lm, aux, secs = stats.tolist()
+        loss, lm, aux, secs, data_secs = stats.tolist()
         record = {"step": step, "stage": stage.name, "lr": lr, "loss": loss, "lm_loss": lm, "aux_loss": aux,
                   "grad_norm": float(np.mean(window["grad_norm"])),
                   "samples_per_s": per_step * len(window["loss"]) / max(secs, 1e-9),
+                  # share of the time spent waiting for batches: near 1, the data workers are what limits the run
+                  "data_wait": data_secs / max(secs, 1e-9),
                   "tasks": dict(sorted(window["tasks"].items()))}
         if rt.main:
             self.records.append(record)
@@ -792,7 +797,8 @@ class Trainer:
 
 def _new_window() -> dict:
     """What the loop gathers between two log records ("pending": the steps' numbers still on the device)."""
-    return {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "pending": [], "time": 0.0, "tasks": {}}
+    return {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "pending": [], "time": 0.0, "data_time": 0.0,
+            "tasks": {}}
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -81,14 +81,14 @@ def region_geometry(masks: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
     centre = torch.stack([(m.sum(dim=-2) * xs).sum(-1) / safe, (m.sum(dim=-1) * ys).sum(-1) / safe], dim=-1)
     boxes, _ = mask_boxes(m)
     size = torch.stack([(boxes[..., 2] - boxes[..., 0]) / s_w, (boxes[..., 3] - boxes[..., 1]) / s_h], dim=-1)
-    # the nearest seen frame after (and before) each frame; -1 where there is none
-    after = torch.full((b, r, t), -1, dtype=torch.long, device=m.device)
-    before = torch.full((b, r, t), -1, dtype=torch.long, device=m.device)
-    for k in range(t - 2, -1, -1):
-        after[..., k] = torch.where(seen[..., k + 1], k + 1, after[..., k + 1])
-    for k in range(1, t):
-        before[..., k] = torch.where(seen[..., k - 1], k - 1, before[..., k - 1])
+    # the nearest seen frame after (and before) each frame; -1 where there is none (running min / max over the
+    # frames shifted by one, not a loop over frames: a few device kernels however long the clip)
     frame = torch.arange(t, device=m.device).expand(b, r, t)
+    nxt = torch.where(seen, frame, t)[..., 1:]
+    after = torch.cat([nxt.flip(-1).cummin(-1).values.flip(-1), nxt.new_full((b, r, 1), t)], -1)
+    after = torch.where(after == t, -1, after)
+    prev = torch.where(seen, frame, -1)[..., :-1]
+    before = torch.cat([prev.new_full((b, r, 1), -1), prev.cummax(-1).values], -1)
     other = torch.where(after >= 0, after, before)
     known = seen & (other >= 0)
     gap = (other - frame).to(m.dtype)

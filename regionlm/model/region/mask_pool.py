@@ -138,7 +138,7 @@ class MaskPoolEncoder(RegionEncoder):
         counts = shown.sum(-1)
         order = torch.argsort((~shown).to(torch.int8), dim=-1, stable=True)  # given frames first, in time order
         trajectory = paths is not None
-        kept = [self.config.tokens_per_region(int(k)) - int(trajectory) for k in counts]
+        kept = [self.config.tokens_per_region(k) - int(trajectory) for k in counts.tolist()]
         width = t + int(trajectory)  # token rows per region below: its frames, then its trajectory token
         tail = [t] if trajectory else []
         rows = [k * width + j for k, m in enumerate(kept) for j in [*range(m), *tail]]
