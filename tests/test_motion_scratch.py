@@ -57,7 +57,7 @@ def test_phrase_accuracy_counts_only_what_the_reference_says():
 @pytest.mark.parametrize("name", list(trajectory_qa.ARMS))
 def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(name):
     """benchmarks/trajectory_qa.py: the same small model on region_qa (alone, or 2:1 with descriptions for the
-    joint arms); the arms differ only in how regions are given and in the trajectory token."""
+    joint arms); the arms differ only in how regions are given, in the trajectory token and in the LM's width."""
     raw = trajectory_qa.arm_config(name, 500, trajectory_qa.ARMS)
     cfg = config_from_dict(raw, where=name)
     joint = name.startswith("joint")
@@ -66,13 +66,17 @@ def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(
     assert cfg.model.config.get("region_trajectory", False) is ("trajectory" in name)
     every = name == "trajectory_every"
     assert (cfg.data.first_frame_only, cfg.data.multi_frame_prob) == ((0.0, 1.0) if every else (0.3, 0.5))
-    assert {k: v for k, v in raw["model"]["config"].items() if k != "region_trajectory"} == \
-        motion_scratch.BASE["model"]["config"]
+    model = {k: v for k, v in raw["model"]["config"].items() if k != "region_trajectory"}
+    base = motion_scratch.BASE["model"]["config"]
+    if name.endswith("_wide"):  # the LM wider, nothing else
+        assert model.pop("text_config") == {**base["text_config"], "hidden_size": 192, "intermediate_size": 576}
+        base = {k: v for k, v in base.items() if k != "text_config"}
+    assert model == base
 
 
-def test_token_effects_pair_each_arm_with_its_trajectory_twin(tmp_path):
-    """trajectory_qa.token_effects: the paired difference (with - without the token) over the shared questions,
-    for the pairs that ran and the modes scored; a pair missing an arm is left out."""
+def test_paired_effects_pair_each_variant_with_its_base(tmp_path):
+    """trajectory_qa.paired_effects: the paired difference (variant - base) over the shared questions, for the
+    pairs that ran and the modes scored; a pair missing an arm is left out."""
     import json
 
     def results(name, correct, follows):
@@ -86,7 +90,7 @@ def test_token_effects_pair_each_arm_with_its_trajectory_twin(tmp_path):
     dirs = {"joint": results("joint", [True, False, False, False], [False, None, False, None]),
             "joint_trajectory": results("jt", [True, True, True, False], [True, None, False, None]),
             "mixed": results("mixed", [True] * 4, [None] * 4)}
-    effects = trajectory_qa.token_effects(dirs, ["single"])
+    effects = trajectory_qa.paired_effects(dirs, ["single"])
     assert list(effects) == ["joint_trajectory - joint"]
     right, _, _, n = effects["joint_trajectory - joint"]["single"]["correct"]
     follows, _, _, n_swaps = effects["joint_trajectory - joint"]["single"]["swap_follows"]
