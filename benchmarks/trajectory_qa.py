@@ -14,7 +14,7 @@ see whether motion learned there carries over to the questions.
 Arms (ARMS): regions as the default config trains them (first frame only 30%, every frame 35%, else the key
 frame), the same with the trajectory token, the trajectory token with every region on every frame where it is
 seen, questions mixed with descriptions (2:1, as default.yaml weighs them) without and with the token, and the
-last with a 1.5x wider language model.
+last with a 1.5x wider language model or with twice the examples drawn from each video.
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
 a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
@@ -55,9 +55,14 @@ ARMS = {
     "joint_trajectory_wide": (JOINT, {"region_trajectory": True, "text_config": {
         **BASE["model"]["config"]["text_config"], "hidden_size": 192, "intermediate_size": 576}},
         "the same, the language model 1.5x wider"),
+    # twice the examples from each rendered video: rendering is most of the data workers' time, so a run limited
+    # by them (its log's data_wait near 1) would get ~1.4x the examples per second
+    "joint_trajectory_epv8": ({**JOINT, "examples_per_video": 8}, {"region_trajectory": True},
+                              "joint_trajectory with 8 examples drawn from each video instead of 4"),
 }
 # (base, variant): arms that differ in one thing, compared question by question
-PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"))
+PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"),
+         ("joint_trajectory", "joint_trajectory_epv8"))
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")
