@@ -71,6 +71,20 @@ def test_forward_loss_and_splice_checks():
     with pytest.raises(ValueError, match="no pixel_values"):
         model(input_ids=ids)
 
+    # mask_pool: one <region> per region shown on one frame; the prompt's count is checked per sample
+    model = RegionLMForConditionalGeneration(tiny_config(region_encoder="mask_pool"))
+    one = torch.cat([ids, torch.full((2, 1), model.config.region_token_id)], 1)
+    regions = {"region_masks": torch.ones(2, 1, 4, 32, 32), "region_given": torch.zeros(2, 1, 4, dtype=torch.bool),
+               "region_valid": torch.ones(2, 1, dtype=torch.bool)}
+    regions["region_given"][:, :, 0] = True
+    px = torch.randn(2, 4, 3, 32, 32)
+    assert torch.isfinite(model(input_ids=one, pixel_values=px, labels=one, **regions).loss)
+    with pytest.raises(ValueError, match="sample 0: 0 <region> tokens in the prompt, the encoder gave 1"):
+        model(input_ids=ids, pixel_values=px, **regions)
+    two = torch.cat([one, torch.full((2, 1), model.config.region_token_id)], 1)
+    with pytest.raises(ValueError, match="sample 0: 2 <region> tokens in the prompt, the encoder gave 1"):
+        model(input_ids=two, pixel_values=px, **regions)
+
 
 def test_pixel_targets_are_each_patch_2x2_pooled():
     from regionlm.model.modeling import pixel_targets

@@ -138,18 +138,21 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         context mask (B, L) bool), and with ``return_features`` also the vision features and the pixels they
         were computed from (None without pixel_values)."""
         cfg = self.config
+        # placeholders are counted on a host copy, taken before this batch's work is queued: a check that read
+        # the device later would wait there for everything queued before it
+        ids = input_ids.cpu()
         embeds = self.get_input_embeddings()(input_ids)
         video_pos = input_ids == cfg.video_token_id
         encoding = None
         if pixel_values is None:
-            if video_pos.any():
+            if (ids == cfg.video_token_id).any():
                 raise ValueError("the prompt has <video> tokens but no pixel_values were given")
             return (embeds, encoding, video_pos, None, None) if return_features else (embeds, encoding, video_pos)
         regions = None
         if region_masks is not None or object_masks is not None:
             regions = RegionInputs(region_masks, region_given, region_valid, object_masks, object_valid)
             if region_given is not None:
-                regions.on_host()  # copied now, before the frames' work is queued on the device, not waited for after
+                regions.on_host()  # the regions' bookkeeping copied to the host now too, as ids above
             pixel_values = self.region_encoder.prepare_pixels(pixel_values, regions)
         features = self.vision_features(pixel_values.to(self.dtype))
         context = self.connector(features)
@@ -158,24 +161,23 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
             encoding = self.region_encoder(features, regions, context)
             if encoding.residual is not None:
                 tokens = tokens + encoding.residual
-        embeds = _splice(embeds, video_pos, tokens.flatten(0, 1), "<video>", per_sample=tokens.shape[1])
+        embeds = _splice(embeds, video_pos, tokens.flatten(0, 1), "<video>", (ids == cfg.video_token_id).sum(1),
+                         per_sample=tokens.shape[1])
         if encoding is not None:
             for name, token_id, parts in (("<region>", cfg.region_token_id, encoding.region_embeds),
                                           ("<obj>", cfg.object_token_id, encoding.object_embeds)):
-                pos = input_ids == token_id
+                counts = (ids == token_id).sum(1)
                 if parts is None:
-                    if pos.any():
+                    if counts.any():
                         raise ValueError(f"the prompt has {name} tokens but the {cfg.region_encoder} encoder "
                                          f"gives no embeddings for them")
                     continue
-                counts = pos.sum(1).tolist()
-                for b, part in enumerate(parts):
-                    if counts[b] != len(part):
-                        raise ValueError(f"sample {b}: {counts[b]} {name} tokens in the prompt, the encoder gave "
-                                         f"{len(part)}")
-                if pos.any():
-                    embeds = _splice(embeds, pos, torch.cat(list(parts)), name)
-        elif (input_ids == cfg.region_token_id).any() or (input_ids == cfg.object_token_id).any():
+                for b, (n, part) in enumerate(zip(counts.tolist(), parts)):
+                    if n != len(part):
+                        raise ValueError(f"sample {b}: {n} {name} tokens in the prompt, the encoder gave {len(part)}")
+                if counts.any():
+                    embeds = _splice(embeds, input_ids == token_id, torch.cat(list(parts)), name, counts)
+        elif (ids == cfg.region_token_id).any() or (ids == cfg.object_token_id).any():
             raise ValueError("the prompt has <region>/<obj> tokens but no region or object masks were given")
         if return_features:
             return embeds, encoding, video_pos, features, pixel_values
@@ -253,16 +255,15 @@ def _load_vision_tower(path, dtype=None):
     return cls.from_pretrained(path, dtype=dtype)
 
 
-def _splice(embeds: torch.Tensor, positions: torch.Tensor, values: torch.Tensor, name: str,
+def _splice(embeds: torch.Tensor, positions: torch.Tensor, values: torch.Tensor, name: str, counts: torch.Tensor,
             per_sample: Optional[int] = None) -> torch.Tensor:
-    """Put ``values`` (n, D) at the True ``positions`` (B, L), row by row (differentiable in values)."""
-    if per_sample is not None:
-        counts = positions.sum(1)
-        if (counts != per_sample).any():
-            raise ValueError(f"each sample needs {per_sample} {name} tokens for its frames, the prompt has "
-                             f"{counts.tolist()}: the processor and the model config disagree")
-    if int(positions.sum()) != values.shape[0]:
-        raise ValueError(f"{int(positions.sum())} {name} tokens in the batch, {values.shape[0]} embeddings")
+    """Put ``values`` (n, D) at the True ``positions`` (B, L), row by row (differentiable in values); ``counts``
+    (B,) are the positions per row, on the host."""
+    if per_sample is not None and (counts != per_sample).any():
+        raise ValueError(f"each sample needs {per_sample} {name} tokens for its frames, the prompt has "
+                         f"{counts.tolist()}: the processor and the model config disagree")
+    if int(counts.sum()) != values.shape[0]:
+        raise ValueError(f"{int(counts.sum())} {name} tokens in the batch, {values.shape[0]} embeddings")
     mask = positions[..., None].expand_as(embeds)
     return embeds.masked_scatter(mask, values.to(embeds.dtype))
 
