@@ -576,10 +576,8 @@ class Trainer:
             norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
             window["pending"].append(torch.cat([losses, norm.float()[None]]))
             logging = step % cfg.log_every == 0 or step == self.stop
-            if logging:
-                for row in torch.stack(window.pop("pending")).double().tolist():
-                    for k, v in zip(("loss", "lm_loss", "aux_loss", "grad_norm"), row):
-                        window[k].append(v)
+            if logging:  # the window's one wait for the device, timed as part of this step
+                window["means"] = torch.stack(window["pending"]).double().mean(0).tolist()
             window["time"] += time.perf_counter() - start
             if logging:
                 record = self._log(rt, window, step, stage, lr, per_step)
@@ -665,17 +663,16 @@ class Trainer:
         return out
 
     def _log(self, rt, window, step, stage, lr, per_step) -> dict:
-        stats = torch.tensor([float(np.mean(window["loss"])), float(np.mean(window["lm_loss"])),
-                              float(np.mean(window["aux_loss"])), window["time"], window["data_time"]],
-                             dtype=torch.float64)
+        loss, lm, aux, norm = window["means"]
+        stats = torch.tensor([loss, lm, aux, window["time"], window["data_time"]], dtype=torch.float64)
         if rt.distributed:
             stats = stats.to(rt.device)
             dist.all_reduce(stats)
             stats = stats.cpu() / rt.world
         loss, lm, aux, secs, data_secs = stats.tolist()
         record = {"step": step, "stage": stage.name, "lr": lr, "loss": loss, "lm_loss": lm, "aux_loss": aux,
-                  "grad_norm": float(np.mean(window["grad_norm"])),
-                  "samples_per_s": per_step * len(window["loss"]) / max(secs, 1e-9),
+                  "grad_norm": norm,
+                  "samples_per_s": per_step * len(window["pending"]) / max(secs, 1e-9),
                   # share of the time spent waiting for batches: near 1, the data workers are what limits the run
                   "data_wait": data_secs / max(secs, 1e-9),
                   "tasks": dict(sorted(window["tasks"].items()))}
@@ -796,9 +793,9 @@ class Trainer:
 
 
 def _new_window() -> dict:
-    """What the loop gathers between two log records ("pending": the steps' numbers still on the device)."""
-    return {"loss": [], "lm_loss": [], "aux_loss": [], "grad_norm": [], "pending": [], "time": 0.0, "data_time": 0.0,
-            "tasks": {}}
+    """What the loop gathers between two log records: each step's (loss, lm_loss, aux_loss, grad_norm) still on
+    the device ("pending"; "means" once read back), seconds of steps and of waiting for batches, tasks seen."""
+    return {"pending": [], "time": 0.0, "data_time": 0.0, "tasks": {}}
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

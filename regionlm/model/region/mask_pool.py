@@ -129,10 +129,9 @@ class MaskPoolEncoder(RegionEncoder):
         (merged to merge_tokens), one zero placeholder if it is given on none, then its trajectory token;
         projected, and split per sample in placeholder order. The bookkeeping is planned on the host."""
         given, valid = regions.on_host()
-        b, r, t, c = pooled.shape
+        b, _, t, c = pooled.shape
         slots = torch.nonzero(valid, as_tuple=False)  # (N, 2): sample, slot; in placeholder order
-        n = slots.shape[0]
-        if n == 0:
+        if len(slots) == 0:
             return empty_embeds(b, self.mlp.fc2.out_features, pooled)
         shown = given[slots[:, 0], slots[:, 1]]  # (N, T)
         counts = shown.sum(-1)
