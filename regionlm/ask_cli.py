@@ -7,7 +7,8 @@ VIDEO is a video file or a frame folder; each ``<region>`` of the question is th
 order). A question with options (``... (A) red (B) blue``) is asked in the multiple-choice form the model was
 trained on; the model answers the option it finds most likely, and the chosen letter is read off the answer. Without ``--model`` the shipped default model answers.
 Everything a user can get wrong (video, regions, placeholders) is checked before the model is loaded. ``--json``
-"seconds" is the model's time (loading left out), as in ``regionlm track``.
+"seconds" is the model's time (loading left out), as in ``regionlm track``. A free answer that falls into a loop
+stops there and keeps one copy of the looping span (``--loop-stop off`` to see the whole loop).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import re
 from typing import Optional
 
-from regionlm.errors import RegionError
+from regionlm.errors import RegionError, RegionLMError
 
 _OPTION_MARK = re.compile(r"\(([A-Z])\)")
 EMPTY = "(the model gave an empty answer)"
@@ -30,6 +31,9 @@ def add_parser(sub) -> None:
     a.add_argument("question", help='the question; each <region> is one --region, e.g. "What is <region> doing?"')
     _common(a, "a region of the question, in order: box:x1,y1,x2,y2@F, mask:PNG@F, rle:JSON@F or point:x,y@F "
                "(repeatable)")
+    a.add_argument("--loop-stop", metavar="MODE", default="on",
+                   help="on (an answer that ends in a loop, a span written again and again, stops there and is cut "
+                        "back to the span's first copy; default) or off (decoding goes on to the token budget)")
     a.set_defaults(func=run_ask)
 
     d = sub.add_parser("describe", help="describe a region of a video in detail",
@@ -101,9 +105,11 @@ def _load(args, **options):
 def run_ask(args) -> int:
     from regionlm.api import check_placeholders, check_regions_fit, timed
 
+    if args.loop_stop not in ("on", "off"):
+        raise RegionLMError(f"--loop-stop must be on or off, got {args.loop_stop!r}")
     check_placeholders(args.question, len(args.region))
     prompts, _ = check_regions_fit(args.video, args.region, name="--region")
-    model = _load(args)
+    model = _load(args, answer_loop_stop=args.loop_stop == "on")
     prompt = question_prompt(args.question)
     options = split_options(args.question)[1] if prompt != args.question else None  # options in the trained form
     answer, seconds = timed(model.ask, args.video, prompt, prompts, options=options)

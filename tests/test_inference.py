@@ -485,6 +485,37 @@ def test_descriptions_are_decoded_with_the_loop_guard_and_questions_without(worl
         tiny(tokenizer, caption_loop_guard="yes")
 
 
+def test_free_answers_stop_at_a_loop_and_keep_its_first_copy(world, tokenizer):
+    """answer_loop_stop: questions decode with StopOnLoop (descriptions and tracking do not), and an answer that
+    ends in a loop comes back with one copy of the looping span; off, it comes back whole."""
+    from regionlm.model.loop_guard import StopOnLoop
+
+    sys_ = tiny(tokenizer, region_propagation="off")
+    word = sys_.processor.tokenizer.convert_tokens_to_ids(sys_.processor.tokenizer.tokenize(" circle"))
+    looping = [word[0]] + word * 12
+    seen, real = [], sys_.model.generate
+
+    def loops(**kwargs):  # the real decoder runs (its arguments checked), then a looping answer is returned
+        out = real(**kwargs)
+        seen.append([type(c) for c in kwargs["stopping_criteria"]])
+        return torch.tensor([looping], dtype=out.dtype)
+
+    sys_.model.generate = loops
+    question = sys_._sample_example(first_sample(world, "world-q"))
+    answer = sys_.generate([question])[0]
+    sys_.generate([sys_._sample_example(first_sample(world, "world-d"))])
+    assert seen == [[StopOnLoop], []]
+    assert answer == sys_.processor.decode(word)
+    off = tiny(tokenizer, answer_loop_stop=False)
+    off.model.generate = loops
+    assert off.generate([question])[0] == sys_.processor.decode(looping)
+    assert tiny(tokenizer).config["answer_loop_stop"] is True
+    assert "answer_loop_stop" not in tiny(tokenizer, task="region_qa").config  # ranked: its eval caches stay valid
+    assert tiny(tokenizer, task="region_qa", choice_mode="generate").config["answer_loop_stop"] is True
+    with pytest.raises(RegionLMError, match="answer_loop_stop must be True or False"):
+        tiny(tokenizer, answer_loop_stop=1)
+
+
 # ---------------------------------------------------------------------------------------------------- loading
 
 

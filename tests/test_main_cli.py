@@ -191,6 +191,8 @@ def bad_cases(d):
         (["ask", v, "What is <region>?", "--region", BOX, "--model", d["nowhere"]], "no such folder"),
         (["ask", v, "What is <region>?", "--region", BOX, "--model", d["not_model"]], "no config.json"),
         (["ask", v, "What is <region>?", "--region", BOX], "no default model"),
+        (["ask", v, "What is <region>?", "--region", BOX, "--loop-stop", "maybe", "--model", m],
+         "--loop-stop must be on or off"),
         (["describe", v, "--model", m], "exactly one --region"),
         (["describe", v, "--region", BOX, "--region", BOX, "--model", m], "exactly one --region"),
         (["describe", v, "--region", "box:64,0,80,10@0", "--model", m], "outside"),
@@ -208,7 +210,7 @@ def bad_cases(d):
     ]
 
 
-@pytest.mark.parametrize("case", range(25))
+@pytest.mark.parametrize("case", range(26))
 def test_bad_input_exits_2_with_one_line(case, capsys, video, model_dir, tmp_path, monkeypatch):
     import regionlm.api
 
@@ -217,7 +219,7 @@ def test_bad_input_exits_2_with_one_line(case, capsys, video, model_dir, tmp_pat
     d = {"video": video, "model": model_dir, "nowhere": str(tmp_path / "nowhere"),
          "not_model": str(tmp_path / "not_model")}
     cases = bad_cases(d)
-    assert len(cases) == 25
+    assert len(cases) == 26
     argv, words = cases[case]
     out = tmp_path / "t.json"
     if argv[0] == "track":

@@ -33,7 +33,7 @@ from ..regions import (RegionPrompt, box_to_mask, box_to_text, box_xywh_to_xyxy,
                        text_to_box, validate_frame)
 from ..video import VideoReader, sample_indices
 from .example import Example, Region
-from .loop_guard import NoTripleRepeat
+from .loop_guard import NoTripleRepeat, StopOnLoop, cut_loop
 from .processing import IGNORE
 from .propagation import PROPAGATIONS, propagate_region
 from .prompts import build_prompt, sot_answer
@@ -55,6 +55,8 @@ RSOT_MODES = ("generate", "ground")
 # (seed 2, 120 descriptions) 3 beams raised the 6,600-step model's CIDEr from 76.9 (greedy) to 97.2 (5 beams:
 # 95.1); docs/RESULTS.md.
 CAPTION_TASKS = ("region_caption", "reg")
+# Free answers (questions generated, not ranked): decoding stops when one ends in a loop (answer_loop_stop).
+ANSWER_TASKS = ("region_qa", "video_qa")
 # The tasks whose regions region_propagation follows to the clip's other frames. Descriptions name the object's
 # attributes right more often (test split: 51.0 -> 52.8% with the 8,000-step model, 52.0 -> 53.5% with the
 # 12,000-step one, for CIDEr 92.1 -> 90.8 and 116.8 -> 113.6), while multiple choice did not move on the
@@ -289,7 +291,8 @@ class RegionLMSystem:
     (grounding.ObjectsFn; None: the classical object pipeline); region_propagation: how a region given on one
     frame is followed to the clip's other frames for descriptions (PROPAGATED_TASKS; propagation.PROPAGATIONS;
     ``off``: shown on its given frame only); caption_loop_guard: descriptions and referring expressions never
-    write a span three times in a row (loop_guard.NoTripleRepeat).
+    write a span three times in a row (loop_guard.NoTripleRepeat); answer_loop_stop: a generated answer to a
+    question (ANSWER_TASKS) stops once it ends in a loop, cut back to the loop's first copy (loop_guard.StopOnLoop).
     """
 
     cacheable = True
@@ -300,7 +303,8 @@ class RegionLMSystem:
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
                  objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm",
                  choice_mode: str = "rank", rsot_mode: str = "generate", tracks_fn: Optional[Callable] = None,
-                 caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True):
+                 caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True,
+                 answer_loop_stop: bool = True):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
         if choice_mode not in CHOICE_MODES:
@@ -317,6 +321,9 @@ class RegionLMSystem:
         if not isinstance(caption_loop_guard, bool):
             raise RegionLMError(f"caption_loop_guard must be True or False, got {caption_loop_guard!r}")
         self.caption_loop_guard = caption_loop_guard
+        if not isinstance(answer_loop_stop, bool):
+            raise RegionLMError(f"answer_loop_stop must be True or False, got {answer_loop_stop!r}")
+        self.answer_loop_stop = answer_loop_stop
         self.model, self.processor = model.eval(), processor
         cfg = model.config
         self.num_frames = int(num_frames or cfg.num_frames)
@@ -340,6 +347,8 @@ class RegionLMSystem:
             self.config["region_propagation"] = region_propagation
         if task is None or task in CAPTION_TASKS:
             self.config["caption_loop_guard"] = caption_loop_guard
+        if task is None or (task in ANSWER_TASKS and choice_mode == "generate"):  # ranked answers never generate
+            self.config["answer_loop_stop"] = answer_loop_stop
         if rsot_mode == "ground":  # the prior's terms: a cache of picks made with other terms is another run
             from .grounding import PRIOR_WEIGHT, SMALL_AREA, VIEW_MODE
 
@@ -354,19 +363,26 @@ class RegionLMSystem:
     def generate(self, examples: list, max_new_tokens: Optional[int] = None) -> list[str]:
         """Answers of a batch of Examples (all with the same number of frames): beam search with
         ``caption_beams`` (and the loop guard) when every example is a caption task, else greedy; decoding stops
-        at the end-of-turn token (processor.generation_kwargs)."""
-        from transformers import LogitsProcessorList
+        at the end-of-turn token (processor.generation_kwargs), and for answers to questions also at a loop
+        (``answer_loop_stop``), which is then cut back to its first copy."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         batch = self.processor(examples, train=False)
         inputs = {k: v.to(self.device) for k, v in batch.items() if k in GENERATE_KEYS}
         captions = all(e.task in CAPTION_TASKS for e in examples)
         beams = self.caption_beams if captions else 1
         guard = LogitsProcessorList([NoTripleRepeat()] if captions and self.caption_loop_guard else [])
+        stop_loops = self.answer_loop_stop and all(e.task in ANSWER_TASKS for e in examples)
         with torch.no_grad():
             ids = self.model.generate(**inputs, max_new_tokens=max_new_tokens or self.max_new_tokens,
                                       do_sample=False, num_beams=beams, logits_processor=guard,
+                                      stopping_criteria=StoppingCriteriaList([StopOnLoop()] if stop_loops else []),
                                       **self.processor.generation_kwargs())
-        return [self.processor.decode(row) for row in ids.cpu().tolist()]
+        rows = ids.cpu().tolist()
+        if stop_loops:
+            ends = {self.processor.pad_token_id, *self.processor.end_ids}
+            rows = [cut_loop(row, ignore=ends)[0] for row in rows]
+        return [self.processor.decode(row) for row in rows]
 
     def answer_logprobs(self, examples: Sequence[Example]) -> list[float]:
         """log p(answer | prompt) of each Example's ``answer``: the summed log-probabilities of its tokens and the

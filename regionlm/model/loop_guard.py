@@ -40,3 +40,51 @@ class NoTripleRepeat:
             if tokens:
                 scores[r, list(tokens)] = float("-inf")
         return scores
+
+
+# Free answers (``ask`` without options) are decoded greedily and without the ban above: a span said three times
+# can be right there ("very, very, very"), and boxes repeat. What no answer needs is a loop that runs until the
+# token budget ends, which is how a model answers a video unlike its training data (the embedded model on a real
+# mp4: "... collides collides collides ... 1111111111"). So decoding stops once the answer ends in a loop: a span
+# of 1..MAX_SPAN tokens written at least three times in a row over at least LOOP_TOKENS tokens (a single token
+# eight times: Qwen2 writes numbers digit by digit, and "10000000" is legitimate), and the loop is cut back to
+# its first copy.
+LOOP_TOKENS = 8
+
+
+def loop_tail(ids, max_span: int = MAX_SPAN, min_tokens: int = LOOP_TOKENS) -> "tuple[int, int] | None":
+    """(span length, copies) of the shortest span that the token list ``ids`` ends with at least three times in
+    a row covering at least ``min_tokens`` tokens (all the copies counted), or None."""
+    ids = list(ids)
+    for k in range(1, min(max_span, len(ids) // 3) + 1):
+        span, copies = ids[-k:], 1
+        while len(ids) >= (copies + 1) * k and ids[-(copies + 1) * k:-copies * k] == span:
+            copies += 1
+        if copies >= 3 and copies * k >= min_tokens:
+            return k, copies
+    return None
+
+
+def cut_loop(ids, ignore=()) -> "tuple[list, bool]":
+    """``ids`` (a list; trailing ``ignore`` ids such as end-of-turn / padding dropped first) with a final loop
+    (loop_tail) cut back to its first copy, and whether there was one."""
+    ids = list(ids)
+    while ids and ids[-1] in ignore:
+        ids.pop()
+    found = loop_tail(ids)
+    if found is None:
+        return ids, False
+    k, copies = found
+    return ids[:len(ids) - (copies - 1) * k], True
+
+
+class StopOnLoop:
+    """A transformers StoppingCriteria: a row is done once its new tokens end in a loop (loop_tail). ``start``:
+    where the new tokens begin in the ids that generate passes (0 when decoding from inputs_embeds)."""
+
+    def __init__(self, start: int = 0):
+        self.start = start
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        rows = input_ids[:, self.start:].tolist()
+        return torch.tensor([loop_tail(r) is not None for r in rows], dtype=torch.bool, device=input_ids.device)
