@@ -442,6 +442,43 @@ def test_multi_frame_prob_reaches_the_examples(tmp_path, world_tokenizer):
     assert min(given) > 1, given  # every region spans frames
 
 
+def test_right_padded_batches_train_without_the_mask_to_the_same_loss(tmp_path, world_tokenizer):
+    """without_causal_mask: a processor's training batch (right-padded, no labels on padding) loses its attention
+    mask, and the model's loss and gradients are the same without it; a left-padded batch, a label on a padded
+    position or a batch with no labels keep their mask."""
+    from transformers import AutoTokenizer
+
+    from regionlm.train.trainer import WorldSource, build_model, without_causal_mask
+
+    cfg = world(tmp_path / "run", world_tokenizer)
+    cfg["model"]["config"].update(guide_alpha=0.5)  # the guide head reads hidden states too
+    tc = config_from_dict(cfg)
+    tok = AutoTokenizer.from_pretrained(world_tokenizer)
+    model = build_model(tc, tok)
+    source = WorldSource(tc, model.config, tok, 0, 1)
+    batch = source.processor([ex for _, ex in zip(range(6), source.stream(0))], train=True)
+    assert not batch["attention_mask"].all()  # rows of different lengths: some are padded
+    lean = without_causal_mask(batch)
+    assert "attention_mask" not in lean and set(lean) == set(batch) - {"attention_mask"}
+
+    def loss_and_grads(b):
+        torch.manual_seed(0)  # token marks are drawn at random in training
+        model.zero_grad()
+        out = model(**b)
+        out.loss.backward()
+        return out.loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    (loss, grads), (lean_loss, lean_grads) = loss_and_grads(batch), loss_and_grads(lean)
+    assert torch.allclose(loss, lean_loss, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, lean_grads))
+
+    left = source.processor([ex for _, ex in zip(range(6), source.stream(0))], train=True, padding_side="left")
+    assert "attention_mask" in without_causal_mask(left)
+    labelled = {**batch, "labels": torch.where(batch["attention_mask"].bool(), batch["labels"], 5)}
+    assert "attention_mask" in without_causal_mask(labelled)
+    assert "attention_mask" in without_causal_mask({k: v for k, v in batch.items() if k != "labels"})
+
+
 def test_a_finished_run_resumes_into_appended_stages(tmp_path):
     """A run of stage 1 alone, resumed with stage 2 appended, equals running both stages in one go; changing a
     stage that already ran (or dropping one) is refused."""

@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from regionlm.data.io import atomic_write_json, atomic_write_text, dumps_json
 from regionlm.errors import RegionLMError
+from regionlm.model.processing import IGNORE
 
 from .checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, load_optimizer_state_by_name,
                          optimizer_state_by_name, pack_rng, save_checkpoint, unpack_rng)
@@ -174,6 +175,22 @@ class WorldSource(DataSource):
 
     def save(self, out_dir):
         self.processor.save_pretrained(out_dir)
+
+
+def without_causal_mask(batch: dict) -> dict:
+    """A training batch without its attention mask when the mask says nothing causal attention does not: every
+    row right-padded (its real tokens first) and no label on a padded position. A real token then never attends
+    to padding anyway, so the loss is the same (the gradients to float rounding), while the language model skips
+    building a (B, 1, L, L) mask (which read the device from the host every forward) and SDPA runs its causal
+    kernels. Checked on the host copy, before the batch goes to the device."""
+    mask, labels = batch.get("attention_mask"), batch.get("labels")
+    if mask is None or labels is None or mask.device.type != "cpu":
+        return batch
+    real = mask.bool()
+    right_padded = torch.equal(real, torch.arange(real.shape[1]) < real.sum(1, keepdim=True))
+    if not right_padded or not bool((labels[~real] == IGNORE).all()):
+        return batch
+    return {k: v for k, v in batch.items() if k != "attention_mask"}
 
 
 def _one_thread(_worker_id):
@@ -556,7 +573,7 @@ class Trainer:
                 position += len(tasks)
                 for t in tasks:
                     window["tasks"][t] = window["tasks"].get(t, 0) + 1
-                batch = {k: v.to(rt.device, non_blocking=True) for k, v in batch.items()}
+                batch = {k: v.to(rt.device, non_blocking=True) for k, v in without_causal_mask(batch).items()}
                 last = micro == cfg.grad_accum - 1
                 if fsdp:  # FSDP2: reduce-scatter only on the last micro-step
                     module.set_requires_gradient_sync(last)
