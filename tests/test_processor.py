@@ -463,3 +463,24 @@ def test_real_qwen2_tokenizer_gets_region_tokens_and_labels(qwen2_tok):
     # the same processor code runs a tiny model on the Qwen2 tokenizer's ids
     model = RegionLMForConditionalGeneration(cfg)
     assert math.isfinite(model(**batch).loss.item())
+
+
+@pytest.mark.parametrize("which", ["default", "qwen2"])
+def test_batch_ids_equal_the_whole_text_tokenized(which, tok, qwen2_tok):
+    """The processor tokenizes a batch in one call with the <video> run written once and repeated after; the
+    ids must be exactly those of each example's whole chat text tokenized on its own (the BPE trained here and
+    Qwen2's tokenizer class)."""
+    t = tok if which == "default" else qwen2_tok
+    cfg = tiny_config(t, "mask_pool")
+    if which == "qwen2":
+        cfg.update(add_region_tokens(t))
+    proc = RegionLMProcessor(t, cfg)
+    examples = [two_region_example(4, answer="(A) the answer"),
+                Example("video_qa", frames(4), prompts.build_prompt("video_qa", question="How many objects?",
+                                                                    options=["(A) 1", "(B) 2"]), "(B) 2")]
+    batch = proc(examples)
+    for b, ex in enumerate(examples):
+        whole = t(proc._chat(proc.user_text(ex)), add_special_tokens=False)["input_ids"]
+        whole += t(ex.answer, add_special_tokens=False)["input_ids"] + proc.end_ids
+        n = int(batch["attention_mask"][b].sum())
+        assert batch["input_ids"][b, :n].tolist() == whole

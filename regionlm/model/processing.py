@@ -160,20 +160,36 @@ class RegionLMProcessor:
             head += prompts.OBJECT_LIST + " " + OBJECT * min(len(example.objects), cfg.max_objects) + "\n"
         return head + body
 
-    def _ids(self, example: Example, name: str, train: bool) -> tuple:
-        prompt_ids = self._encode(self._chat(self.user_text(example, name)))
-        n_video = prompt_ids.count(self.config.video_token_id)
-        expected = self.config.num_context_tokens(len(example.frames))
-        if n_video != expected:  # e.g. a tokenizer that splits "<video>" into pieces
+    def _ids(self, examples: Sequence[Example], names: Sequence[str], train: bool) -> tuple[list, list]:
+        """Each example's token ids and, when training, labels (None otherwise). The batch's prompts are tokenized
+        in one call of the tokenizer, and so are its answers (one call per text cost as much as the rest of
+        the batch's text work)."""
+        texts = [self._chat(self.user_text(ex, name)) for ex, name in zip(examples, names)]
+        expected = self.config.num_context_tokens(len(examples[0].frames))  # the batch's examples share T
+        video = self.config.video_token_id
+        # The hundreds of <video> tokens are tokenized as one and repeated after: a special token is split off
+        # whole before the rest is tokenized, so the ids are the same, and it was most of the tokenizer's work.
+        prompts = self._encode_many([t.replace(VIDEO * expected, VIDEO, 1) for t in texts])
+        for k, (name, prompt_ids) in enumerate(zip(names, prompts)):
+            if prompt_ids.count(video) == 1:
+                at = prompt_ids.index(video)
+                prompt_ids[at:at + 1] = [video] * expected
+                continue
+            n_video = self._encode(texts[k]).count(video)  # e.g. a tokenizer that splits "<video>" into pieces
             raise ProcessorInputError(f"{name}: {n_video} <video> tokens after tokenizing, expected {expected}: "
                                       f"<video> must be a special token of the tokenizer")
         if not train:
-            return prompt_ids, None
-        if example.answer is None:
-            raise ProcessorInputError(f"{name}: no answer to train on (answer is None); use train=False to "
-                                      f"generate")
-        answer_ids = self._encode(example.answer) + self.end_ids
-        return prompt_ids + answer_ids, [IGNORE] * len(prompt_ids) + answer_ids
+            return prompts, [None] * len(prompts)
+        for ex, name in zip(examples, names):
+            if ex.answer is None:
+                raise ProcessorInputError(f"{name}: no answer to train on (answer is None); use train=False to "
+                                          f"generate")
+        answers = [a + self.end_ids for a in self._encode_many([ex.answer for ex in examples])]
+        return ([p + a for p, a in zip(prompts, answers)],
+                [[IGNORE] * len(p) + a for p, a in zip(prompts, answers)])
+
+    def _encode_many(self, texts: list) -> list:
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     # ------------------------------------------------------------ batch
 
@@ -196,14 +212,18 @@ class RegionLMProcessor:
                                           f"examples of a batch need the same number of frames")
             _check_masks(ex, name)
 
-        ids, labels = zip(*(self._ids(ex, name, train) for ex, name in zip(examples, names)))
+        ids, labels = self._ids(examples, names, train)
         batch = _pad(ids, labels if train else None, self.pad_token_id, side)
 
         s = self.config.image_size
         mean = np.asarray(self.config.image_mean, np.float32)[:, None, None]
         std = np.asarray(self.config.image_std, np.float32)[:, None, None]
-        batch["pixel_values"] = torch.from_numpy(
-            np.stack([(resize_frames(ex.frames, s) - mean) / std for ex in examples]))
+        pixels = np.empty((len(examples), t, 3, s, s), np.float32)
+        for b, ex in enumerate(examples):
+            pixels[b] = resize_frames(ex.frames, s)
+        pixels -= mean  # in place, the whole batch at once: the same arithmetic as per example, no temporaries
+        pixels /= std
+        batch["pixel_values"] = torch.from_numpy(pixels)
 
         r = max(1, max(len(ex.regions) for ex in examples))  # always present: a constant set of batch keys
         masks = np.zeros((len(examples), r, t, s, s), np.float32)
@@ -329,15 +349,16 @@ def _check_masks(ex: Example, name: str) -> None:
 
 def _pad(ids, labels, pad_id: int, side: str) -> dict:
     width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(ids), width), dtype=torch.long)
-    out_labels = torch.full((len(ids), width), IGNORE, dtype=torch.long)
+    input_ids = np.full((len(ids), width), pad_id, np.int64)
+    attention = np.zeros((len(ids), width), np.int64)
+    out_labels = np.full((len(ids), width), IGNORE, np.int64)
     for b, row in enumerate(ids):
         sl = slice(0, len(row)) if side == "right" else slice(width - len(row), width)
-        input_ids[b, sl] = torch.tensor(row, dtype=torch.long)
+        input_ids[b, sl] = row
         attention[b, sl] = 1
         if labels is not None:
-            out_labels[b, sl] = torch.tensor(labels[b], dtype=torch.long)
+            out_labels[b, sl] = labels[b]
+    input_ids, attention, out_labels = (torch.from_numpy(a) for a in (input_ids, attention, out_labels))
     batch = {"input_ids": input_ids, "attention_mask": attention}
     if labels is not None:
         batch["labels"] = out_labels

@@ -77,13 +77,12 @@ class Annotator:
         rec = self._base(f"{self.vid}-q{n}", "region_qa")
         rec.update({
             "Question": cand.question, "type": cand.qtype, "options": opts, "Answer": answer,
-            "frame_idx": str(frame), "annotation": [self.region(i) for i in cand.regions],
+            "frame_idx": str(frame), "annotation": None,  # filled in for the records picked (_fill_regions)
             "object_ids": cand.regions, "template": cand.template,
         })
         if differs:
             la = next(o for o in opts if o[4:] == L.capitalise(look_answer))
-            rec["lookalike"] = {"object_id": look.id, "frame_idx": str(look_frame), "Answer": la,
-                                "annotation": [self.region(look.id)] + [self.region(i) for i in cand.regions[1:]]}
+            rec["lookalike"] = {"object_id": look.id, "frame_idx": str(look_frame), "Answer": la, "annotation": None}
         rec["conversations"] = [
             {"from": "human", "value": "<video>\n" + build_mc_prompt(cand.question, opts)},
             {"from": "gpt", "value": answer},
@@ -123,7 +122,16 @@ class Annotator:
             out += picked
         for n, r in enumerate(out):
             r["id"] = f"{self.vid}-q{n}"
+            self._fill_regions(r)
         return out
+
+    def _fill_regions(self, rec: dict) -> None:
+        """A picked record's region annotations (and its look-alike's): built only for the few records of the
+        many candidates that are kept, as they cost more than the rest of a candidate."""
+        ids = rec["object_ids"]
+        rec["annotation"] = [self.region(i) for i in ids]
+        if "lookalike" in rec:
+            rec["lookalike"]["annotation"] = [self.region(j) for j in [rec["lookalike"]["object_id"]] + ids[1:]]
 
     # --- descriptions ---------------------------------------------------------------------------------------
     def describe(self, f: ObjectFacts) -> str:
