@@ -479,6 +479,41 @@ def test_right_padded_batches_train_without_the_mask_to_the_same_loss(tmp_path, 
     assert "attention_mask" in without_causal_mask({k: v for k, v in batch.items() if k != "labels"})
 
 
+def test_compiled_layers_train_as_the_eager_model_does(tmp_path, world_tokenizer):
+    """compile: true compiles every vision and LM layer in place (torch.compile's inductor, here on the CPU); a
+    short RegionWorld run logs the same losses as without it (to float rounding), and the weights keep their
+    names, so the final folder loads as any other."""
+    import shutil
+
+    import torch._dynamo
+
+    from regionlm.train.trainer import build_model, compile_layers
+
+    if not (shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("torch.compile's CPU backend needs a C++ compiler; this machine has none")
+
+    def logged(name, **over):
+        cfg = world(tmp_path / name, world_tokenizer, batch_size=4, grad_accum=1, log_every=2, **over)
+        cfg["stages"] = [{"name": "all", "steps": 4, "lr": 3e-3, "warmup": 1,
+                          "trainable": ["connector", "language_model", "vision_tower", "region_encoder"]}]
+        summary = run(cfg)
+        log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in log], summary
+
+    torch._dynamo.reset()
+    try:
+        eager, plain = logged("eager")
+        compiled, summary = logged("compiled", compile=True)
+        model = build_model(config_from_dict(world(tmp_path / "x", world_tokenizer)))
+        assert compile_layers(model) == 1 + 2  # TEXT and VISION: two LM layers, one vision layer
+    finally:
+        torch._dynamo.reset()
+    weights = [load_file(Path(s["final"]) / "model.safetensors") for s in (plain, summary)]
+    assert set(weights[0]) == set(weights[1])
+    assert len(compiled) == len(eager) == 2
+    assert np.allclose(compiled, eager, rtol=1e-4), (compiled, eager)
+
+
 def test_a_finished_run_resumes_into_appended_stages(tmp_path):
     """A run of stage 1 alone, resumed with stage 2 appended, equals running both stages in one go; changing a
     stage that already ran (or dropping one) is refused."""

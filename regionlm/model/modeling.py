@@ -194,6 +194,8 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
                 input_ids, pixel_values, region_masks, region_given, region_valid, object_masks, object_valid,
                 return_features=True)
         want_aux = labels is not None and encoding is not None and bool(encoding.aux)
+        if labels is not None and use_cache is None:  # training: the LM would fill a key/value cache for nothing
+            use_cache = False
         out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                   past_key_values=past_key_values, use_cache=use_cache,
                                   output_hidden_states=want_aux, **kwargs)

@@ -122,6 +122,7 @@ class TrainConfig:
     device: str = "auto"
     cpu_threads: Optional[int] = None  # torch.set_num_threads (None: torch's default; torchrun sets 1 per process)
     find_unused_parameters: bool = True  # DDP: parts that a batch does not reach (e.g. no regions) are fine
+    compile: bool = False  # torch.compile the vision tower's and the LM's layers (trainer.compile_layers)
 
     @property
     def total_steps(self) -> int:
