@@ -286,6 +286,30 @@ def test_ranking_with_the_shared_prompt_scores_as_whole_answers_do(world, tokeni
     assert sys_.option_scores(ex, sample.options) == pytest.approx(whole, abs=1e-4)
 
 
+@pytest.mark.parametrize("encoder", ["token_mark", "mask_pool", "text_coords"])
+def test_questions_ranked_in_one_batch_score_as_one_by_one(world, tokenizer, encoder):
+    """options_scores_many: the questions' prompts (of different lengths: left-padded) go through the model
+    together, then every option from its own question's cache; the scores are option_scores' one by one, and
+    answer_many (the eval runner's path) answers with them."""
+    sys_ = tiny(tokenizer, encoder)
+    bench = get_benchmark("world-q")(BenchmarkOptions(data=world))
+    samples = bench.samples(bench.load())[:6]
+    examples = [sys_._sample_example(s) for s in samples]
+    lengths = {len(sys_.processor([dataclasses.replace(e, answer=None)], train=False)["input_ids"][0])
+               for e in examples}
+    assert len(lengths) > 1  # the batch is padded
+    one = [sys_.option_scores(e, s.options) for e, s in zip(examples, samples)]
+    many = sys_.options_scores_many(examples, [s.options for s in samples])
+    assert [len(x) for x in many] == [len(s.options) for s in samples]
+    for a, b in zip(one, many):
+        assert b == pytest.approx(a, abs=1e-4)
+    calls = []
+    real = sys_.options_scores_many
+    sys_.options_scores_many = lambda ex, opts: calls.append(len(ex)) or real(ex, opts)
+    assert sys_.answer_many(samples) == [s.options[int(np.argmax(x))] for s, x in zip(samples, one)]
+    assert calls == [len(samples)]
+
+
 @pytest.mark.parametrize("encoder", ["token_mark", "mask_pool", "object_tokens", "roi_box", "text_coords",
                                      "visual_marks"])
 def test_region_views_with_the_shared_head_score_as_whole_answers_do(world, tokenizer, encoder):

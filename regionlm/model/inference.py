@@ -457,6 +457,54 @@ class RegionLMSystem:
             return self._tails_logprobs(head, {"input_ids": ids[:, start:].to(dev), "attention_mask": mask},
                                         labels, start)
 
+    def options_scores_many(self, examples: Sequence[Example], options: Sequence[Sequence[str]]) -> list[list]:
+        """option_scores of several questions (Examples with the same number of frames) in one batch: their
+        prompts, left-padded, go through the model together once (on a GPU, one question at a time left it
+        waiting on kernel launches), then every option of every question runs from its question's cache. The
+        same scores as one by one, to float rounding (padding is masked and positions count from each
+        prompt's first real token). A question whose options change its prompt's tokens is scored alone."""
+        if len(examples) < 2:
+            return [self.option_scores(e, o) for e, o in zip(examples, options)]
+        prompt = self.processor([dataclasses.replace(e, answer=None) for e in examples], train=False)
+        lengths = prompt["attention_mask"].sum(1).tolist()
+        width = prompt["input_ids"].shape[1]
+        tails, alone = [], {}
+        for q, (example, opts) in enumerate(zip(examples, options)):
+            batch = self.processor([dataclasses.replace(example, answer=str(o)) for o in opts], train=True)
+            start = lengths[q]
+            if not bool((batch["input_ids"][:, :start] == prompt["input_ids"][q, width - start:]).all()):
+                alone[q] = self.option_scores(example, opts)
+                continue
+            tails += [(q, ids[start:][m[start:].bool()], lab[start:][m[start:].bool()])
+                      for ids, lab, m in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
+        scores = [list(alone.get(q, ())) for q in range(len(examples))]
+        if not tails:
+            return scores
+        dev = self.device
+        mask = prompt["attention_mask"]
+        with torch.no_grad():
+            head = self.model(**{k: v.to(dev) for k, v in prompt.items() if k in GENERATE_KEYS},
+                              position_ids=(mask.cumsum(1) - 1).clamp(min=0).to(dev), use_cache=True,
+                              logits_to_keep=1)
+            rows = torch.tensor([q for q, _, _ in tails])
+            n = max(len(ids) for _, ids, _ in tails)
+            tail_ids = torch.full((len(tails), n), self.processor.pad_token_id, dtype=torch.long)
+            labels = torch.full((len(tails), n), IGNORE, dtype=torch.long)
+            tail_mask = torch.zeros((len(tails), n), dtype=mask.dtype)
+            for r, (_, ids, lab) in enumerate(tails):
+                tail_ids[r, :len(ids)], labels[r, :len(ids)], tail_mask[r, :len(ids)] = ids, lab, 1
+            cache = head.past_key_values
+            cache.batch_select_indices(rows.to(dev))
+            positions = torch.tensor(lengths)[rows][:, None] + torch.arange(n)
+            tail = self.model.language_model(input_ids=tail_ids.to(dev), past_key_values=cache, use_cache=False,
+                                             attention_mask=torch.cat([mask[rows], tail_mask], 1).to(dev),
+                                             position_ids=positions.to(dev))
+            # the logits predicting each tail's tokens: its question's last prompt position, then the tail's
+            logits = torch.cat([head.logits[rows.to(dev), -1:], tail.logits[:, :-1]], dim=1)
+            for (q, _, _), score in zip(tails, summed_logprobs(logits, labels.to(dev))):
+                scores[q].append(score)
+        return scores
+
     def rank_options(self, example: Example, options: Sequence[str]) -> str:
         """The option the model finds most likely (the first of equals)."""
         scores = self.option_scores(example, options)
@@ -570,7 +618,10 @@ class RegionLMSystem:
         faster on every device). The eval runner uses it in chunks of ``batch_size``."""
         if not samples:
             return []
-        if any(self._ranks(s) for s in samples):  # ranking scores each question's options in one batch
+        ranked = [self._ranks(s) for s in samples]
+        if all(ranked):  # the questions' prompts in one batch, then every option from its question's cache
+            return self._rank_many(samples)
+        if any(ranked):
             return [self.answer(s) for s in samples]
         examples = [self._sample_example(s) for s in samples]
         # a batch needs one clip length and one decoding: different ones (a sequence shorter than num_frames, a
@@ -578,6 +629,18 @@ class RegionLMSystem:
         if len({len(e.frames) for e in examples}) > 1 or len({e.task in CAPTION_TASKS for e in examples}) > 1:
             return [self.generate([e])[0] for e in examples]
         return self.generate(examples)
+
+    def _rank_many(self, samples: Sequence) -> list[str]:
+        examples = [self._sample_example(s) for s in samples]
+        answers: list = [None] * len(samples)
+        by_length: dict = {}  # a batch needs one clip length
+        for i, e in enumerate(examples):
+            by_length.setdefault(len(e.frames), []).append(i)
+        for group in by_length.values():
+            scores = self.options_scores_many([examples[i] for i in group], [samples[i].options for i in group])
+            for i, sc in zip(group, scores):
+                answers[i] = str(samples[i].options[int(np.argmax(sc))])
+        return answers
 
     def _sample_example(self, sample) -> Example:
         task = self.task_of(sample)
