@@ -480,9 +480,9 @@ def test_right_padded_batches_train_without_the_mask_to_the_same_loss(tmp_path, 
 
 
 def test_compiled_layers_train_as_the_eager_model_does(tmp_path, world_tokenizer):
-    """compile: true compiles every vision and LM layer in place (torch.compile's inductor, here on the CPU); a
-    short RegionWorld run logs the same losses as without it (to float rounding), and the weights keep their
-    names, so the final folder loads as any other."""
+    """compile: true compiles every vision and LM layer in place, and mask_pool's own tensor work (torch.compile's
+    inductor, here on the CPU); a short RegionWorld run logs the same losses as without it (to float rounding),
+    and the weights keep their names, so the final folder loads as any other."""
     import shutil
 
     import torch._dynamo
@@ -492,8 +492,12 @@ def test_compiled_layers_train_as_the_eager_model_does(tmp_path, world_tokenizer
     if not (shutil.which("c++") or shutil.which("g++")):
         pytest.skip("torch.compile's CPU backend needs a C++ compiler; this machine has none")
 
+    encoder = {"region_encoder": "mask_pool", "region_geometry": True, "region_silhouette": True,
+               "region_trajectory": True}  # the encoder whose own tensor work compiles too (compile_parts)
+
     def logged(name, **over):
         cfg = world(tmp_path / name, world_tokenizer, batch_size=4, grad_accum=1, log_every=2, **over)
+        cfg["model"]["config"].update(encoder)
         cfg["stages"] = [{"name": "all", "steps": 4, "lr": 3e-3, "warmup": 1,
                           "trainable": ["connector", "language_model", "vision_tower", "region_encoder"]}]
         summary = run(cfg)
@@ -504,8 +508,10 @@ def test_compiled_layers_train_as_the_eager_model_does(tmp_path, world_tokenizer
     try:
         eager, plain = logged("eager")
         compiled, summary = logged("compiled", compile=True)
-        model = build_model(config_from_dict(world(tmp_path / "x", world_tokenizer)))
-        assert compile_layers(model) == 1 + 2  # TEXT and VISION: two LM layers, one vision layer
+        cfg = world(tmp_path / "x", world_tokenizer)
+        cfg["model"]["config"].update(encoder)
+        # TEXT and VISION: two LM layers, one vision layer; mask_pool: its pooling and its temporal merge
+        assert compile_layers(build_model(config_from_dict(cfg))) == 2 + 1 + 2
     finally:
         torch._dynamo.reset()
     weights = [load_file(Path(s["final"]) / "model.safetensors") for s in (plain, summary)]

@@ -449,7 +449,8 @@ def compile_layers(model) -> int:
     kernels one by one from Python more than on running them; compiled, each layer's many small operations run
     as a few fused kernels. Layer by layer, as PyTorch's regional compilation does: the layers of a tower share
     one compiled graph, so it compiles in seconds, and the LM's take any sequence length (dynamic=True) without
-    compiling again. Returns the number of layers compiled."""
+    compiling again. A region encoder with a ``compile_parts`` method compiles its own tensor work too. Returns
+    the number of layers and parts compiled."""
     n = 0
     for tower, dynamic in ((model.vision_tower, False), (model.language_model, True)):
         layers = [m for m in tower.modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0
@@ -459,7 +460,8 @@ def compile_layers(model) -> int:
             n += 1
     if n == 0:
         raise RegionLMError("compile: found no transformer layers to compile in the vision tower or the LM")
-    return n
+    parts = getattr(model.region_encoder, "compile_parts", None)  # an encoder's own tensor work (mask_pool)
+    return n + (parts() if parts is not None else 0)
 
 
 def shard_fsdp(module) -> None:

@@ -88,6 +88,7 @@ def merge_adjacent_batched(tokens: torch.Tensor, counts: torch.Tensor, u: int, s
 class MaskPoolEncoder(RegionEncoder):
     def __init__(self, config, connector):
         super().__init__(config, connector)
+        self._merge = merge_adjacent_batched  # compile_parts replaces it with its compiled twin
         self.mlp = Projector(int(config.vision_config.hidden_size), int(config.text_config.hidden_size),
                              config.projector_hidden_act)
         if config.region_geometry:
@@ -108,21 +109,37 @@ class MaskPoolEncoder(RegionEncoder):
             self.trajectory[2].init_std = width ** -0.5
 
     def forward(self, features, regions, context):
-        b, t, h, w, c = features.shape
         if regions.masks is None:
-            return RegionEncoding(region_embeds=empty_embeds(b, context.tokens.shape[-1], context.tokens))
+            return RegionEncoding(region_embeds=empty_embeds(features.shape[0], context.tokens.shape[-1],
+                                                             context.tokens))
         check_resolution(regions, self.config.image_size)
-        cover = grid_coverage(regions.given_masks().to(features.dtype), h, w)
+        pooled, paths = self._pool(features, regions.masks, regions.given)
+        return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions))
+
+    def _pool(self, features, masks, given):
+        """Each region's pooled feature per frame (B, R, T, C), with its geometry and silhouette embeddings, and
+        its trajectory token (B, R, C) or None. Tensors in, tensors out, no host reads: compile_parts compiles
+        it as one graph."""
+        h, w = features.shape[2:4]
+        cover = grid_coverage((masks * given[..., None, None].to(masks.dtype)).to(features.dtype), h, w)
         pooled, area = masked_pool(features, cover)  # (B, R, T, C), (B, R, T)
         seen = (area > 0)[..., None].to(pooled.dtype)  # embeddings only where seen: an empty frame stays zero
         if self.config.region_geometry or self.config.region_trajectory:
-            geometry = region_geometry(regions.masks, regions.given).to(pooled.dtype)
+            geometry = region_geometry(masks, given).to(pooled.dtype)
         if self.config.region_geometry:
             pooled = pooled + self.geometry(geometry) * seen
-        paths = self.trajectory(region_trajectory(geometry)) if self.config.region_trajectory else None  # (B, R, C)
+        paths = self.trajectory(region_trajectory(geometry)) if self.config.region_trajectory else None
         if self.config.region_silhouette:
-            pooled = pooled + self.silhouette(region_silhouette(regions.masks, regions.given).to(pooled.dtype)) * seen
-        return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions))
+            pooled = pooled + self.silhouette(region_silhouette(masks, given).to(pooled.dtype)) * seen
+        return pooled, paths
+
+    def compile_parts(self) -> int:
+        """torch.compile the encoder's tensor work (trainer.compile_layers): the pooling with its embeddings, and
+        the temporal merge (its steps unrolled into one graph); the bookkeeping between them stays on the host.
+        Any number of regions without compiling again (dynamic=True). Returns the number of parts compiled."""
+        self._pool = torch.compile(self._pool, dynamic=True)
+        self._merge = torch.compile(merge_adjacent_batched, dynamic=True)
+        return 2
 
     def _region_tokens(self, pooled, paths, regions) -> list:
         """Each valid region's tokens, all regions at once: its pooled features on its given frames in time order
@@ -148,7 +165,7 @@ class MaskPoolEncoder(RegionEncoder):
         # rows past a region's given frames are zero (so is the placeholder of a region given on none)
         tokens = tokens * (torch.arange(t, device=pooled.device) < n_given[:, None])[..., None]
         if self.config.temporal_merge:
-            tokens, _ = merge_adjacent_batched(tokens, n_given, self.config.merge_tokens)
+            tokens, _ = self._merge(tokens, n_given, self.config.merge_tokens)
         if trajectory:
             tokens = torch.cat([tokens, paths[sample, slot][:, None]], 1)
         projected = self.mlp(tokens.flatten(0, 1)[rows])
