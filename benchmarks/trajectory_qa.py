@@ -14,7 +14,8 @@ see whether motion learned there carries over to the questions.
 Arms (ARMS): regions as the default config trains them (first frame only 30%, every frame 35%, else the key
 frame), the same with the trajectory token, the trajectory token with every region on every frame where it is
 seen, questions mixed with descriptions (2:1, as default.yaml weighs them) without and with the token, and the
-last with a 1.5x wider language model or with twice the examples drawn from each video.
+last with a 1.5x wider language model, with twice the examples drawn from each video, or with each question
+that has a look-alike drawn together with its swap (the same question about the look-alike's region).
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
 a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
@@ -59,10 +60,15 @@ ARMS = {
     # by them (its log's data_wait near 1) would get ~1.4x the examples per second
     "joint_trajectory_epv8": ({**JOINT, "examples_per_video": 8}, {"region_trajectory": True},
                               "joint_trajectory with 8 examples drawn from each video instead of 4"),
+    # the region swap asks the model to change its answer when given the look-alike's region; trained, the two
+    # questions come apart (lookalike_prob 0.5). Drawn as a pair, one batch holds both: the same words, two
+    # regions, two answers, so only the region can tell the answers apart
+    "joint_trajectory_pairs": ({**JOINT, "lookalike_pairs": True}, {"region_trajectory": True},
+                               "joint_trajectory with each look-alike question and its swap drawn together"),
 }
 # (base, variant): arms that differ in one thing, compared question by question
 PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"),
-         ("joint_trajectory", "joint_trajectory_epv8"))
+         ("joint_trajectory", "joint_trajectory_epv8"), ("joint_trajectory", "joint_trajectory_pairs"))
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")

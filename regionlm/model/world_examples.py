@@ -51,6 +51,8 @@ class ExampleOptions:
     box_prompt_prob: float = 0.2  # per region: the given frames carry the filled box instead of the mask (a user
     #   box prompt); sot regions are always boxes (SOT starts from a box)
     lookalike_prob: float = 0.5  # region_qa: ask about the look-alike object instead (its own answer), when stored
+    lookalike_pairs: bool = False  # region_qa: a question with a look-alike gives both examples, one after the
+    #   other (so mostly in one batch): the same question about the object and about its look-alike
     window: str = "random"  # sot / rsot clip start: "random" well-visible frame, or "init" (the record's
     #   init_frame, the benchmark protocol, when the clip fits)
     rec_as_video: bool = True  # rec: the image repeated num_frames times (VideoLLaMA2 feeds images so), so rec
@@ -253,10 +255,13 @@ def task_builder(name: str, source: str):
 
 
 @task_builder("region_qa", "region_qa")
-def build_region_qa(video: WorldVideo, rec: dict, opts: ExampleOptions, rng) -> Optional[Example]:
+def build_region_qa(video: WorldVideo, rec: dict, opts: ExampleOptions, rng,
+                    swap: Optional[bool] = None) -> Optional[Example]:
+    """``swap``: ask about the look-alike (True) or the object (False); None: the look-alike with
+    ``opts.lookalike_prob`` when the record has one."""
     ann, frame, answer, swapped = rec["annotation"], int(rec["frame_idx"]), rec["Answer"], False
     look = rec.get("lookalike")
-    if look and rng.random() < opts.lookalike_prob:
+    if look and (rng.random() < opts.lookalike_prob if swap is None else swap):
         # The same question about the look-alike, whose answer differs: the answer must come from the region.
         ann, frame, answer, swapped = look["annotation"], int(look["frame_idx"]), look["Answer"], True
     idx = sample_frames(video.num_frames, opts.num_frames, keep=[frame])
@@ -405,7 +410,12 @@ def draw_examples(video: WorldVideo, n: int, weights: dict, opts: ExampleOptions
         p = np.array([weights[t] for t in tasks])
         task = tasks[int(rng.choice(len(tasks), p=p / p.sum()))]
         k = int(rng.integers(len(pools[task])))
-        ex = build_example(task, video, pools[task][k], opts, rng)
+        record = pools[task][k]
+        if task == "region_qa" and opts.lookalike_pairs and record.get("lookalike") and n - len(out) >= 2:
+            out += [ex for ex in (build_region_qa(video, record, opts, rng, swap=swap) for swap in (False, True))
+                    if ex is not None]
+            continue
+        ex = build_example(task, video, record, opts, rng)
         if ex is None:
             pools[task] = pools[task][:k] + pools[task][k + 1:]
             continue

@@ -72,6 +72,9 @@ class DataSpec:
     # these regions carry a velocity (model.config.region_geometry)
     multi_frame_prob: float = 0.5
     examples_per_video: int = 4  # world: examples drawn from each rendered video
+    # world: a region question with a look-alike gives both examples (the object's and the look-alike's), one
+    # after the other (world_examples.ExampleOptions.lookalike_pairs)
+    lookalike_pairs: bool = False
     world: dict = field(default_factory=dict)  # world: WorldConfig options (size, frames, objects, ...)
     # world: processes rendering batches beside the training loop (0: in the loop). Batch n comes from worker
     # n % workers, so the order depends on this number: a run resumes with the same value.

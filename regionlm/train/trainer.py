@@ -148,7 +148,7 @@ class WorldSource(DataSource):
 
         d = self.cfg.data
         options = replace(ExampleOptions(), first_frame_only=d.first_frame_only, multi_frame_prob=d.multi_frame_prob,
-                          with_objects=self.model_config.uses_objects)
+                          lookalike_pairs=d.lookalike_pairs, with_objects=self.model_config.uses_objects)
         return WorldTaskStream(self.world_cfg, d.split, d.seed, d.tasks or None, d.num_frames,
                                examples_per_video=d.examples_per_video, start=start,
                                rank=self.rank * shards + shard, world_size=self.world * shards, options=options)
