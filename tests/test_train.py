@@ -431,12 +431,13 @@ def test_multi_frame_prob_reaches_the_examples(tmp_path, world_tokenizer):
     from regionlm.train.trainer import WorldSource, build_model
 
     cfg = world(tmp_path / "run", world_tokenizer)
-    cfg["data"].update(multi_frame_prob=1.0, first_frame_only=0.0, tasks={"region_caption": 1})
+    cfg["data"].update(multi_frame_prob=1.0, first_frame_only=0.0, tasks={"region_caption": 1},
+                       lookalike_pairs=True)
     tc = config_from_dict(cfg)
     tok = AutoTokenizer.from_pretrained(world_tokenizer)
     source = WorldSource(tc, build_model(tc, tok).config, tok, 0, 1)
     stream = source.stream(0)
-    assert stream.options.multi_frame_prob == 1.0
+    assert stream.options.multi_frame_prob == 1.0 and stream.options.lookalike_pairs
     examples = [ex for _, ex in zip(range(6), stream)]
     given = [int(ex.regions[0].given.sum()) for ex in examples]
     assert min(given) > 1, given  # every region spans frames

@@ -158,6 +158,25 @@ def test_region_qa_answers_and_lookalike_swap(videos):
     assert asked > 0 and swapped > 0
 
 
+def test_lookalike_pairs_draw_a_question_and_its_swap_together():
+    """lookalike_pairs: a drawn question with a look-alike comes with its swap right after it (the same prompt,
+    the look-alike's region and answer); off, the two are drawn independently."""
+    def stream(pairs: bool):
+        opts = ExampleOptions(num_frames=4, lookalike_pairs=pairs)
+        return list(WorldTaskStream(seed=3, task_weights={"region_qa": 1}, examples_per_video=4, num_examples=48,
+                                    options=opts))
+
+    paired, plain = stream(True), stream(False)
+    together = [(a, b) for a, b in zip(paired, paired[1:]) if b.meta["id"] == a.meta["id"] + "@lookalike"]
+    assert len(together) >= 6
+    for a, b in together:
+        assert a.prompt == b.prompt and a.answer != b.answer
+        assert a.meta["region_object_ids"][0] != b.meta["region_object_ids"][0]
+        assert not np.array_equal(a.regions[0].masks, b.regions[0].masks)
+    by_chance = sum(b.meta["id"] == a.meta["id"] + "@lookalike" for a, b in zip(plain, plain[1:]))
+    assert len(together) > 3 * by_chance, (len(together), by_chance)  # off: side by side only by chance
+
+
 def test_stream_is_deterministic_and_sharded():
     def take(**kw):
         return list(WorldTaskStream(seed=5, num_frames=4, examples_per_video=3, num_examples=9, **kw))
