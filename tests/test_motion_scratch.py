@@ -57,8 +57,8 @@ def test_phrase_accuracy_counts_only_what_the_reference_says():
 @pytest.mark.parametrize("name", list(trajectory_qa.ARMS))
 def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(name):
     """benchmarks/trajectory_qa.py: the same small model on region_qa (alone, or 2:1 with descriptions for the
-    joint arms); the arms differ only in how regions are given, in the trajectory token, in the LM's width and in
-    the examples drawn from each video."""
+    joint arms); the arms differ only in how regions are given, in the trajectory token, in the LM's width, in
+    the examples drawn from each video and in drawing a look-alike question with its swap."""
     raw = trajectory_qa.arm_config(name, 500, trajectory_qa.ARMS)
     cfg = config_from_dict(raw, where=name)
     joint = name.startswith("joint")
@@ -68,6 +68,7 @@ def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(
     every = name == "trajectory_every"
     assert (cfg.data.first_frame_only, cfg.data.multi_frame_prob) == ((0.0, 1.0) if every else (0.3, 0.5))
     assert cfg.data.examples_per_video == (8 if name.endswith("_epv8") else 4)
+    assert cfg.data.lookalike_pairs is name.endswith("_pairs")
     model = {k: v for k, v in raw["model"]["config"].items() if k != "region_trajectory"}
     base = motion_scratch.BASE["model"]["config"]
     if name.endswith("_wide"):  # the LM wider, nothing else
