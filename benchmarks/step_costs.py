@@ -89,10 +89,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def step_seconds(model, batches, device, steps: int, skip: int) -> list:
+def step_seconds(model, cfg, batches, device, steps: int, skip: int) -> list:
     from regionlm.train.trainer import make_optimizer
 
-    optimizer = make_optimizer(model, CFG, device)
+    optimizer = make_optimizer(model, cfg, device)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
     times = []
@@ -142,11 +142,7 @@ def rank_speed(n: int, device) -> dict:
             "same_pick": sum(int(np.argmax(x) == np.argmax(y)) for x, y in zip(one, many))}
 
 
-CFG = None
-
-
 def main() -> int:
-    global CFG
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(REPO / "configs" / "default_trajectory.yaml"))
     ap.add_argument("--batch", type=int, default=64, help="examples per step (default 64, the config's)")
@@ -164,13 +160,13 @@ def main() -> int:
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
-    CFG = load_config(args.config)
-    CFG.batch_size, CFG.data.workers = args.batch, 0
-    rt = init_runtime(CFG)
-    tokenizer = prepare_tokenizer(CFG, rt)
+    cfg = load_config(args.config)
+    cfg.batch_size, cfg.data.workers = args.batch, 0
+    rt = init_runtime(cfg)
+    tokenizer = prepare_tokenizer(cfg, rt)
     torch.manual_seed(0)
-    model = build_model(CFG, tokenizer).to(device).train()
-    source = WorldSource(CFG, model.config, tokenizer, 0, 1)
+    model = build_model(cfg, tokenizer).to(device).train()
+    source = WorldSource(cfg, model.config, tokenizer, 0, 1)
     batches_it = source.batches(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as one data worker
@@ -185,7 +181,7 @@ def main() -> int:
     if args.compile:
         compile_layers(model)
         skip = 3  # compiling, and compiling again once the sequence length changes (then dynamic)
-    times = step_seconds(model, batches, device, args.steps, skip)
+    times = step_seconds(model, cfg, batches, device, args.steps, skip)
     row = {"config": Path(args.config).name, "device": device.type, "compiled": args.compile, "batch": args.batch,
            "mean_seq_len": round(statistics.mean(b["input_ids"].shape[1] for b in batches), 1),
            "data_examples_per_s_one_thread": round(args.data_batches * args.batch / data_s, 1),
