@@ -438,46 +438,27 @@ class RegionLMSystem:
         The options share everything before the answer, so the video, the regions and the prompt go through the
         model once (its key/value cache), and only the options' own tokens are run per option: the vision tower
         and the long prompt are most of the cost, so ranking 4 options costs about what one answer does."""
-        examples = [dataclasses.replace(example, answer=str(o)) for o in options]
-        batch = self.processor(examples, train=True)  # right padding: every row's prompt starts at 0
-        labels = batch.pop("labels")
-        answer = labels != IGNORE
-        start = int(answer[0].float().argmax())  # the first answer token: the prompt is everything before it
-        ids = batch["input_ids"]
-        if len(examples) < 2 or not bool((answer.float().argmax(dim=1) == start).all()) \
-                or not bool((ids[:, :start] == ids[:1, :start]).all()):
-            return self.answer_logprobs(examples)  # the prompts' tokens differ: score them whole
-        dev = self.device
-        prompt = {k: (v[:1, :start] if k in ("input_ids", "attention_mask") else v[:1]).to(dev)
-                  for k, v in batch.items() if k in GENERATE_KEYS}
-        with torch.no_grad():
-            head = self.model(**prompt, use_cache=True, logits_to_keep=1)  # only the last position's
-            mask = torch.cat([torch.ones(len(examples), start, dtype=batch["attention_mask"].dtype),
-                              batch["attention_mask"][:, start:]], dim=1).to(dev)
-            return self._tails_logprobs(head, {"input_ids": ids[:, start:].to(dev), "attention_mask": mask},
-                                        labels, start)
+        return self.options_scores_many([example], [options])[0]
 
     def options_scores_many(self, examples: Sequence[Example], options: Sequence[Sequence[str]]) -> list[list]:
         """option_scores of several questions (Examples with the same number of frames) in one batch: their
         prompts, left-padded, go through the model together once (on a GPU, one question at a time left it
         waiting on kernel launches), then every option of every question runs from its question's cache. The
         same scores as one by one, to float rounding (padding is masked and positions count from each
-        prompt's first real token). A question whose options change its prompt's tokens is scored alone."""
-        if len(examples) < 2:
-            return [self.option_scores(e, o) for e, o in zip(examples, options)]
+        prompt's first real token). A question whose options change its prompt's tokens is scored whole."""
         prompt = self.processor([dataclasses.replace(e, answer=None) for e in examples], train=False)
         lengths = prompt["attention_mask"].sum(1).tolist()
         width = prompt["input_ids"].shape[1]
-        tails, alone = [], {}
+        tails, whole = [], {}
         for q, (example, opts) in enumerate(zip(examples, options)):
             batch = self.processor([dataclasses.replace(example, answer=str(o)) for o in opts], train=True)
             start = lengths[q]
             if not bool((batch["input_ids"][:, :start] == prompt["input_ids"][q, width - start:]).all()):
-                alone[q] = self.option_scores(example, opts)
+                whole[q] = self.answer_logprobs([dataclasses.replace(example, answer=str(o)) for o in opts])
                 continue
             tails += [(q, ids[start:][m[start:].bool()], lab[start:][m[start:].bool()])
                       for ids, lab, m in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
-        scores = [list(alone.get(q, ())) for q in range(len(examples))]
+        scores = [list(whole.get(q, ())) for q in range(len(examples))]
         if not tails:
             return scores
         dev = self.device

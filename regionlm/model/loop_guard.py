@@ -79,12 +79,9 @@ def cut_loop(ids, ignore=()) -> "tuple[list, bool]":
 
 
 class StopOnLoop:
-    """A transformers StoppingCriteria: a row is done once its new tokens end in a loop (loop_tail). ``start``:
-    where the new tokens begin in the ids that generate passes (0 when decoding from inputs_embeds)."""
-
-    def __init__(self, start: int = 0):
-        self.start = start
+    """A transformers StoppingCriteria: a row is done once its ids end in a loop (loop_tail). Decoding from
+    inputs_embeds, as RegionLM does, the ids that generate passes are the new tokens only."""
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
-        rows = input_ids[:, self.start:].tolist()
-        return torch.tensor([loop_tail(r) is not None for r in rows], dtype=torch.bool, device=input_ids.device)
+        return torch.tensor([loop_tail(r) is not None for r in input_ids.tolist()], dtype=torch.bool,
+                            device=input_ids.device)
