@@ -14,8 +14,9 @@ see whether motion learned there carries over to the questions.
 Arms (ARMS): regions as the default config trains them (first frame only 30%, every frame 35%, else the key
 frame), the same with the trajectory token, the trajectory token with every region on every frame where it is
 seen, questions mixed with descriptions (2:1, as default.yaml weighs them) without and with the token, and the
-last with a 1.5x wider language model, with twice the examples drawn from each video, or with each question
-that has a look-alike drawn together with its swap (the same question about the look-alike's region).
+last with a 1.5x wider language model, with twice the examples drawn from each video, with each question
+that has a look-alike drawn together with its swap (the same question about the look-alike's region), or with
+Token Marks and the guide head added to the pooled tokens (model.config.region_marks).
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
 a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
@@ -65,10 +66,15 @@ ARMS = {
     # regions, two answers, so only the region can tell the answers apart
     "joint_trajectory_pairs": ({**JOINT, "lookalike_pairs": True}, {"region_trajectory": True},
                                "joint_trajectory with each look-alike question and its swap drawn together"),
+    # pooled appearance is the same for two look-alikes; Omni-RGPT's Token Marks (with the guide head) mark where
+    # the region is among the context tokens, and in the token_mark comparison they followed the region best
+    "joint_trajectory_marks": (JOINT, {"region_trajectory": True, "region_marks": True},
+                               "joint_trajectory with Token Marks and the guide head as well (region_marks)"),
 }
 # (base, variant): arms that differ in one thing, compared question by question
 PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"),
-         ("joint_trajectory", "joint_trajectory_epv8"), ("joint_trajectory", "joint_trajectory_pairs"))
+         ("joint_trajectory", "joint_trajectory_epv8"), ("joint_trajectory", "joint_trajectory_pairs"),
+         ("joint_trajectory", "joint_trajectory_marks"))
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")

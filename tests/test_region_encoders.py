@@ -21,8 +21,9 @@ S, PATCH, C, D = 32, 8, 32, 64  # 32 px frames, 4x4 feature grid, vision width 3
 G = S // PATCH
 CONNECTORS = ("pool", "stc", "t_selector")
 ENCODERS = ("token_mark", "mask_pool", "object_tokens", "roi_box", "visual_marks", "mask_pool+geometry",
-            "mask_pool+trajectory")
-EXTRAS = {"geometry": {"region_geometry": True, "region_silhouette": True}, "trajectory": {"region_trajectory": True}}
+            "mask_pool+trajectory", "mask_pool+marks")
+EXTRAS = {"geometry": {"region_geometry": True, "region_silhouette": True}, "trajectory": {"region_trajectory": True},
+          "marks": {"region_marks": True, "region_trajectory": True}}
 
 
 def make_config(encoder="token_mark", connector="pool", **kw) -> RegionLMConfig:
@@ -357,6 +358,37 @@ def test_token_mark_residual_is_zero_outside_every_mask(connector):
 
 
 @pytest.mark.parametrize("connector", CONNECTORS)
+def test_mask_pool_marks_add_the_regions_mark_to_its_tokens_and_the_context_inside_its_masks(connector):
+    t = 3
+    masks = _two_regions(t)
+    given = torch.tensor([[True, False, True], [True, True, True]])
+    features = torch.randn(1, t, G, G, C)
+    torch.manual_seed(0)
+    marked = make_config("mask_pool", connector, t_selector_keep=16, region_marks=True, region_trajectory=True)
+    model = RegionLMForConditionalGeneration(marked).eval()
+    enc, conn = model.region_encoder, model.connector
+    context = conn(features)
+    regions = inputs(masks, given)
+    out = enc(features, regions, context)
+    # its tokens: the unmarked ones (pooled, merged, trajectory) plus its own projected mark (slot i -> mark i)
+    plain = enc._region_tokens(*enc._pool(features, regions.masks, regions.given), regions)[0]
+    counts = [marked.tokens_per_region(int(g.sum())) for g in given]
+    owner = torch.repeat_interleave(torch.arange(2), torch.tensor(counts))
+    assert torch.allclose(out.region_embeds[0], plain + conn.project(enc.marks[owner]), atol=1e-5)
+    # the context: the same residual token_mark adds, zero where no given mask touches
+    touched = conn.reduce_maps(grid_coverage(regions.given_masks(), G, G).sum(1)[..., None], context)[0, :, 0] > 0
+    norms = out.residual[0].norm(dim=-1)
+    assert norms[~touched].max() <= 1e-6 and norms[touched].min() > 1e-4
+    assert out.aux == {}  # the guide head's targets only in training
+    enc.train()
+    assert enc(features, regions, context).aux["guide_targets"].shape == (1, context.tokens.shape[1], 7)
+    with pytest.raises(ValueError, match="region_marks is a mask_pool option"):
+        make_config("roi_box", region_marks=True)
+    with pytest.raises(ValueError, match="num_marks"):
+        make_config("mask_pool", region_marks=True, num_marks=3)
+
+
+@pytest.mark.parametrize("connector", CONNECTORS)
 def test_token_mark_text_length_does_not_depend_on_frames(connector):
     config = make_config("token_mark", connector)
     enc, conn = make_encoder(config)
@@ -681,7 +713,7 @@ def test_end_to_end_loss_backward_and_region_gradients(encoder, connector):
             assert part.grad is not None and part.grad.abs().sum() > 0
     own = [p for p in model.region_encoder.parameters() if p.requires_grad]
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in own)
-    if encoder == "token_mark":
+    if encoder in ("token_mark", "mask_pool+marks"):
         assert out.aux_loss is not None and torch.isfinite(out.aux_loss)
         assert torch.allclose(out.loss, out.lm_loss + config.guide_alpha * out.aux_loss)
 
@@ -689,7 +721,8 @@ def test_end_to_end_loss_backward_and_region_gradients(encoder, connector):
 @pytest.mark.parametrize("encoder,connector,extra", [("token_mark", "stc", {}),
                                                      ("object_tokens", "pool", {"object_projector": "attention"}),
                                                      ("mask_pool", "pool", {"region_geometry": True,
-                                                                            "region_silhouette": True})])
+                                                                            "region_silhouette": True}),
+                                                     ("mask_pool", "t_selector", {"region_marks": True})])
 def test_inference_has_no_aux_loss_and_weights_round_trip(tmp_path, encoder, connector, extra):
     torch.manual_seed(0)
     config = make_config(encoder, connector, **extra)

@@ -49,8 +49,8 @@ class RegionLMConfig(PreTrainedConfig):
     # region encoder
     region_encoder: str = "token_mark"
     max_regions: int = 8  # <region> placeholders per sample
-    num_marks: int = 16  # token_mark: N_F learnable marks (>= max_regions)
-    guide_head: bool = True  # token_mark: Temporal Region Guide Head (training only)
+    num_marks: int = 16  # token_mark (and mask_pool's region_marks): N_F learnable marks (>= max_regions)
+    guide_head: bool = True  # token_mark, mask_pool with region_marks: Temporal Region Guide Head (training only)
     guide_alpha: float = 0.5  # loss = L_LM + alpha * L_aux
     temporal_merge: bool = True  # mask_pool: merge similar adjacent frame tokens
     merge_tokens: int = 4  # mask_pool: u, tokens per region after the merge
@@ -61,6 +61,8 @@ class RegionLMConfig(PreTrainedConfig):
     #   where its region goes")
     region_trajectory: bool = False  # mask_pool: one more token per region, its trajectory (where it starts and
     #   ends, how it first moves and moves on average), apart from the appearance tokens
+    region_marks: bool = False  # mask_pool: Token Marks as well (marks.py): each region's mark is added to the
+    #   context tokens inside its given masks and to its own tokens, so the LM can find where the region is
     object_projector: str = "mlp"  # object_tokens: the paper's ablation choices
     max_objects: int = 64  # object_tokens: at most this many <obj> tokens
     roi_grid: int = 2  # roi_box: grid x grid box cells + 1 whole-box token per region
@@ -84,10 +86,11 @@ class RegionLMConfig(PreTrainedConfig):
             raise ValueError(f"region_encoder must be one of {REGION_ENCODERS}, got {self.region_encoder!r}")
         if self.object_projector not in OBJECT_PROJECTORS:
             raise ValueError(f"object_projector must be one of {OBJECT_PROJECTORS}, got {self.object_projector!r}")
-        for option in ("region_geometry", "region_silhouette", "region_trajectory"):
+        for option in ("region_geometry", "region_silhouette", "region_trajectory", "region_marks"):
             if getattr(self, option) and self.region_encoder != "mask_pool":
                 raise ValueError(f"{option} is a mask_pool option; region_encoder is {self.region_encoder!r}")
-        if self.region_encoder == "token_mark" and self.num_marks < self.max_regions:
+        marked = self.region_encoder == "token_mark" or self.region_marks
+        if marked and self.num_marks < self.max_regions:
             raise ValueError(f"num_marks ({self.num_marks}) must be >= max_regions ({self.max_regions})")
 
     # ------------------------------------------------------------ sizes derived from the config

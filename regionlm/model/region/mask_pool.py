@@ -19,6 +19,10 @@
    not read).
 3. The encoder's own two-layer MLP maps the tokens to the LM's width; they replace the region's `<region>`
    placeholders (``config.tokens_per_region(n_given)`` of them).
+4. With ``config.region_marks``, Omni-RGPT's Token Marks as well (marks.py): the region's mark is added to the
+   context tokens inside its given masks and, projected as the context is, to each of its own tokens (and the
+   guide head, ``config.guide_head``, learns to follow it through the clip). Pooled appearance is the same for
+   two look-alikes; the marked context tokens carry where each one is, among the things around it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from regionlm.model.connectors import Projector
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
 from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, check_resolution, empty_embeds,
                      grid_coverage, masked_pool, region_geometry, region_silhouette, region_trajectory)
+from .marks import assign_marks, guide_loss, guide_targets, mark_residual, new_marks
 
 
 def merge_adjacent(tokens: torch.Tensor, u: int, sizes: torch.Tensor | None = None):
@@ -107,6 +112,8 @@ class MaskPoolEncoder(RegionEncoder):
             # inputs are a few tenths: pre-activations near unit size, outputs at the pooled features' scale
             self.trajectory[0].init_std = 1.0
             self.trajectory[2].init_std = width ** -0.5
+        if config.region_marks:
+            self.marks, self.guide_head = new_marks(config)
 
     def forward(self, features, regions, context):
         if regions.masks is None:
@@ -114,7 +121,21 @@ class MaskPoolEncoder(RegionEncoder):
                                                              context.tokens))
         check_resolution(regions, self.config.image_size)
         pooled, paths = self._pool(features, regions.masks, regions.given)
-        return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions))
+        if not self.config.region_marks:
+            return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions))
+        b, _, h, w, _ = features.shape
+        assign = assign_marks(self.config.num_marks, b, regions.masks.shape[1], features.device, self.training)
+        marks = self.marks[assign].to(features.dtype)  # (B, R, C)
+        residual = mark_residual(marks, regions, (h, w), self.connector, context)
+        embeds = self._region_tokens(pooled, paths, regions, self.connector.project(marks))
+        aux = {}
+        if self.training and self.guide_head is not None:
+            aux["guide_targets"] = guide_targets(regions, assign, self.config.num_marks, (h, w), self.connector,
+                                                 context)
+        return RegionEncoding(residual=residual, region_embeds=embeds, aux=aux)
+
+    def aux_loss(self, encoding, context_hidden):
+        return guide_loss(getattr(self, "guide_head", None), encoding, context_hidden)
 
     def _pool(self, features, masks, given):
         """Each region's pooled feature per frame (B, R, T, C), with its geometry and silhouette embeddings, and
@@ -141,10 +162,11 @@ class MaskPoolEncoder(RegionEncoder):
         self._merge = torch.compile(merge_adjacent_batched, dynamic=True)
         return 2
 
-    def _region_tokens(self, pooled, paths, regions) -> list:
+    def _region_tokens(self, pooled, paths, regions, marks=None) -> list:
         """Each valid region's tokens, all regions at once: its pooled features on its given frames in time order
         (merged to merge_tokens), one zero placeholder if it is given on none, then its trajectory token;
-        projected, and split per sample in placeholder order. The bookkeeping is planned on the host."""
+        projected, plus its projected mark (``marks`` (B, R, D), if given) on each, and split per sample in
+        placeholder order. The bookkeeping is planned on the host."""
         given, valid = regions.on_host()
         b, _, t, c = pooled.shape
         slots = torch.nonzero(valid, as_tuple=False)  # (N, 2): sample, slot; in placeholder order
@@ -158,6 +180,7 @@ class MaskPoolEncoder(RegionEncoder):
         width = t + int(trajectory)  # token rows per region below: its frames, then its trajectory token
         tail = [t] if trajectory else []
         rows = [k * width + j for k, m in enumerate(kept) for j in [*range(m), *tail]]
+        owners = [k for k, m in enumerate(kept) for _ in range(m + len(tail))]  # each row's region
         plan = torch.cat([slots, order, counts[:, None]], 1).to(pooled.device, non_blocking=True)
         rows = torch.tensor(rows).to(pooled.device, non_blocking=True)
         sample, slot, order, n_given = plan[:, 0], plan[:, 1], plan[:, 2:2 + t], plan[:, -1]
@@ -169,6 +192,9 @@ class MaskPoolEncoder(RegionEncoder):
         if trajectory:
             tokens = torch.cat([tokens, paths[sample, slot][:, None]], 1)
         projected = self.mlp(tokens.flatten(0, 1)[rows])
+        if marks is not None:
+            owners = torch.tensor(owners).to(pooled.device, non_blocking=True)
+            projected = projected + marks[sample[owners], slot[owners]]
         per_sample = [0] * b
         for (i, _), m in zip(slots.tolist(), kept):
             per_sample[i] += m + int(trajectory)
