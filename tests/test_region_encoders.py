@@ -364,17 +364,25 @@ def test_mask_pool_marks_add_the_regions_mark_to_its_tokens_and_the_context_insi
     given = torch.tensor([[True, False, True], [True, True, True]])
     features = torch.randn(1, t, G, G, C)
     torch.manual_seed(0)
-    marked = make_config("mask_pool", connector, t_selector_keep=16, region_marks=True, region_trajectory=True)
+    marked = make_config("mask_pool", connector, t_selector_keep=16, region_marks=True, region_trajectory=True,
+                         merge_tokens=2)
     model = RegionLMForConditionalGeneration(marked).eval()
     enc, conn = model.region_encoder, model.connector
     context = conn(features)
     regions = inputs(masks, given)
     out = enc(features, regions, context)
-    # its tokens: the unmarked ones (pooled, merged, trajectory) plus its own projected mark (slot i -> mark i)
-    plain = enc._region_tokens(*enc._pool(features, regions.masks, regions.given), regions)[0]
+    # its tokens: the unmarked ones (pooled, merged, trajectory), then its own projected mark (slot i -> mark i)
+    unmarked = RegionLMForConditionalGeneration(make_config(
+        "mask_pool", connector, t_selector_keep=16, region_trajectory=True, merge_tokens=2)).eval()
+    missing, unexpected = unmarked.load_state_dict(model.state_dict(), strict=False)
+    assert not missing and {k.split(".")[1] for k in unexpected} == {"marks", "guide_head"}
+    plain = unmarked.region_encoder(features, regions, context).region_embeds[0]
     counts = [marked.tokens_per_region(int(g.sum())) for g in given]
-    owner = torch.repeat_interleave(torch.arange(2), torch.tensor(counts))
-    assert torch.allclose(out.region_embeds[0], plain + conn.project(enc.marks[owner]), atol=1e-5)
+    assert counts == [2 + 2, 2 + 2] and marked.tokens_per_region(1) == 1 + 2  # merged to 2, trajectory, mark
+    first, second = out.region_embeds[0].split(counts)
+    assert torch.allclose(torch.cat([first[:-1], second[:-1]]), plain, atol=1e-6)
+    assert torch.allclose(first[-1], conn.project(enc.marks[0]), atol=1e-6)
+    assert torch.allclose(second[-1], conn.project(enc.marks[1]), atol=1e-6)
     # the context: the same residual token_mark adds, zero where no given mask touches
     touched = conn.reduce_maps(grid_coverage(regions.given_masks(), G, G).sum(1)[..., None], context)[0, :, 0] > 0
     norms = out.residual[0].norm(dim=-1)

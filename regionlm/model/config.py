@@ -62,7 +62,7 @@ class RegionLMConfig(PreTrainedConfig):
     region_trajectory: bool = False  # mask_pool: one more token per region, its trajectory (where it starts and
     #   ends, how it first moves and moves on average), apart from the appearance tokens
     region_marks: bool = False  # mask_pool: Token Marks as well (marks.py): each region's mark is added to the
-    #   context tokens inside its given masks and to its own tokens, so the LM can find where the region is
+    #   context tokens inside its given masks and is one more token of the region, so the LM can find where it is
     object_projector: str = "mlp"  # object_tokens: the paper's ablation choices
     max_objects: int = 64  # object_tokens: at most this many <obj> tokens
     roi_grid: int = 2  # roi_box: grid x grid box cells + 1 whole-box token per region
@@ -128,7 +128,7 @@ class RegionLMConfig(PreTrainedConfig):
             return 0
         if enc == "mask_pool":
             frames = num_given_frames if not self.temporal_merge else min(self.merge_tokens, num_given_frames)
-            return max(1, frames) + int(self.region_trajectory)
+            return max(1, frames) + int(self.region_trajectory) + int(self.region_marks)
         if enc == "roi_box":
             return self.roi_grid * self.roi_grid + 1
         return 1  # token_mark, object_tokens

@@ -20,9 +20,11 @@
 3. The encoder's own two-layer MLP maps the tokens to the LM's width; they replace the region's `<region>`
    placeholders (``config.tokens_per_region(n_given)`` of them).
 4. With ``config.region_marks``, Omni-RGPT's Token Marks as well (marks.py): the region's mark is added to the
-   context tokens inside its given masks and, projected as the context is, to each of its own tokens (and the
-   guide head, ``config.guide_head``, learns to follow it through the clip). Pooled appearance is the same for
-   two look-alikes; the marked context tokens carry where each one is, among the things around it.
+   context tokens inside its given masks, and the mark itself, projected as the context is, is the region's last
+   token, as token_mark's `<region>` (the guide head, ``config.guide_head``, learns to follow it through the
+   clip). Pooled appearance is the same for two look-alikes; the marked context tokens carry where each one is,
+   among the things around it. (Added to the pooled tokens instead of standing apart, the mark drowned their
+   colour in a small model: docs/RESULTS.md.)
 """
 
 from __future__ import annotations
@@ -165,8 +167,8 @@ class MaskPoolEncoder(RegionEncoder):
     def _region_tokens(self, pooled, paths, regions, marks=None) -> list:
         """Each valid region's tokens, all regions at once: its pooled features on its given frames in time order
         (merged to merge_tokens), one zero placeholder if it is given on none, then its trajectory token;
-        projected, plus its projected mark (``marks`` (B, R, D), if given) on each, and split per sample in
-        placeholder order. The bookkeeping is planned on the host."""
+        projected; then its projected mark (``marks`` (B, R, D), if given); split per sample in placeholder
+        order. The bookkeeping is planned on the host."""
         given, valid = regions.on_host()
         b, _, t, c = pooled.shape
         slots = torch.nonzero(valid, as_tuple=False)  # (N, 2): sample, slot; in placeholder order
@@ -175,12 +177,12 @@ class MaskPoolEncoder(RegionEncoder):
         shown = given[slots[:, 0], slots[:, 1]]  # (N, T)
         counts = shown.sum(-1)
         order = torch.argsort((~shown).to(torch.int8), dim=-1, stable=True)  # given frames first, in time order
-        trajectory = paths is not None
-        kept = [self.config.tokens_per_region(k) - int(trajectory) for k in counts.tolist()]
+        trajectory, marked = paths is not None, marks is not None
+        extra = int(trajectory) + int(marked)  # tokens a region has besides its frames'
+        kept = [self.config.tokens_per_region(k) - extra for k in counts.tolist()]
         width = t + int(trajectory)  # token rows per region below: its frames, then its trajectory token
         tail = [t] if trajectory else []
         rows = [k * width + j for k, m in enumerate(kept) for j in [*range(m), *tail]]
-        owners = [k for k, m in enumerate(kept) for _ in range(m + len(tail))]  # each row's region
         plan = torch.cat([slots, order, counts[:, None]], 1).to(pooled.device, non_blocking=True)
         rows = torch.tensor(rows).to(pooled.device, non_blocking=True)
         sample, slot, order, n_given = plan[:, 0], plan[:, 1], plan[:, 2:2 + t], plan[:, -1]
@@ -192,10 +194,15 @@ class MaskPoolEncoder(RegionEncoder):
         if trajectory:
             tokens = torch.cat([tokens, paths[sample, slot][:, None]], 1)
         projected = self.mlp(tokens.flatten(0, 1)[rows])
-        if marks is not None:
-            owners = torch.tensor(owners).to(pooled.device, non_blocking=True)
-            projected = projected + marks[sample[owners], slot[owners]]
+        if marked:  # each region's mark after its rows: index into [its rows..., the marks...]
+            n_rows, at, order_rows = len(rows), 0, []
+            for k, m in enumerate(kept):
+                step = m + len(tail)
+                order_rows += [*range(at, at + step), n_rows + k]
+                at += step
+            order_rows = torch.tensor(order_rows).to(pooled.device, non_blocking=True)
+            projected = torch.cat([projected, marks[sample, slot].to(projected.dtype)])[order_rows]
         per_sample = [0] * b
         for (i, _), m in zip(slots.tolist(), kept):
-            per_sample[i] += m + int(trajectory)
+            per_sample[i] += m + extra
         return list(projected.split(per_sample))
