@@ -70,11 +70,14 @@ ARMS = {
     # the region is among the context tokens, and in the token_mark comparison they followed the region best
     "joint_trajectory_marks": (JOINT, {"region_trajectory": True, "region_marks": True},
                                "joint_trajectory with Token Marks and the guide head as well (region_marks)"),
+    # at unit scale the marks cost the descriptions their colour (the marked context tokens' appearance drowned)
+    "joint_trajectory_marks_small": (JOINT, {"region_trajectory": True, "region_marks": True, "mark_init_std": 0.2},
+                                     "joint_trajectory_marks with the marks initialised 5x smaller"),
 }
 # (base, variant): arms that differ in one thing, compared question by question
 PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"),
          ("joint_trajectory", "joint_trajectory_epv8"), ("joint_trajectory", "joint_trajectory_pairs"),
-         ("joint_trajectory", "joint_trajectory_marks"))
+         ("joint_trajectory", "joint_trajectory_marks"), ("joint_trajectory", "joint_trajectory_marks_small"))
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")

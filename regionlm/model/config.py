@@ -52,6 +52,7 @@ class RegionLMConfig(PreTrainedConfig):
     num_marks: int = 16  # token_mark (and mask_pool's region_marks): N_F learnable marks (>= max_regions)
     guide_head: bool = True  # token_mark, mask_pool with region_marks: Temporal Region Guide Head (training only)
     guide_alpha: float = 0.5  # loss = L_LM + alpha * L_aux
+    mark_init_std: float = 1.0  # token_mark, region_marks: the marks' initial scale (vision features are ~1)
     temporal_merge: bool = True  # mask_pool: merge similar adjacent frame tokens
     merge_tokens: int = 4  # mask_pool: u, tokens per region after the merge
     region_geometry: bool = False  # mask_pool: add an embedding of the mask's centre, size and velocity per frame

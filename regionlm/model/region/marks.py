@@ -17,15 +17,14 @@ from regionlm.errors import RegionError
 
 from .common import grid_coverage
 
-# Marks start at unit scale, the order of a vision transformer's hidden states, so regions are told apart from
-# step 0 (embedding-style 0.02 marks would vanish next to the features they are added to).
-MARK_INIT_STD = 1.0
 EPS = 1e-6
 
 
 def new_marks(config) -> tuple[nn.Parameter, nn.Module | None]:
     """(marks (num_marks, vision width), guide head over the LM's hidden states or None) for ``config``."""
-    marks = nn.Parameter(torch.randn(config.num_marks, int(config.vision_config.hidden_size)) * MARK_INIT_STD)
+    # config.mark_init_std: by default unit scale, the order of a vision transformer's hidden states, so regions
+    # are told apart from step 0 (embedding-style 0.02 marks would vanish next to the features they are added to)
+    marks = nn.Parameter(torch.randn(config.num_marks, int(config.vision_config.hidden_size)) * config.mark_init_std)
     head = (nn.Linear(int(config.text_config.hidden_size), config.num_marks + 1) if config.guide_head else None)
     return marks, head
 
