@@ -73,11 +73,14 @@ ARMS = {
     # at unit scale the marks cost the descriptions their colour (the marked context tokens' appearance drowned)
     "joint_trajectory_marks_small": (JOINT, {"region_trajectory": True, "region_marks": True, "mark_init_std": 0.2},
                                      "joint_trajectory_marks with the marks initialised 5x smaller"),
+    "joint_trajectory_marks_noguide": (JOINT, {"region_trajectory": True, "region_marks": True, "guide_head": False},
+                                       "joint_trajectory_marks without the guide head"),
 }
 # (base, variant): arms that differ in one thing, compared question by question
 PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"),
          ("joint_trajectory", "joint_trajectory_epv8"), ("joint_trajectory", "joint_trajectory_pairs"),
-         ("joint_trajectory", "joint_trajectory_marks"), ("joint_trajectory", "joint_trajectory_marks_small"))
+         ("joint_trajectory", "joint_trajectory_marks"), ("joint_trajectory", "joint_trajectory_marks_small"),
+         ("joint_trajectory", "joint_trajectory_marks_noguide"))
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")
