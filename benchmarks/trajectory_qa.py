@@ -16,7 +16,8 @@ frame), the same with the trajectory token, the trajectory token with every regi
 seen, questions mixed with descriptions (2:1, as default.yaml weighs them) without and with the token, and the
 last with a 1.5x wider language model, with twice the examples drawn from each video, with each question
 that has a look-alike drawn together with its swap (the same question about the look-alike's region), or with
-Token Marks and the guide head added to the pooled tokens (model.config.region_marks).
+Token Marks beside the pooled tokens (model.config.region_marks: with the guide head, with smaller marks,
+without the guide head).
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
 a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.

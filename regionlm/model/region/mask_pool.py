@@ -23,8 +23,8 @@
    context tokens inside its given masks, and the mark itself, projected as the context is, is the region's last
    token, as token_mark's `<region>` (the guide head, ``config.guide_head``, learns to follow it through the
    clip). Pooled appearance is the same for two look-alikes; the marked context tokens carry where each one is,
-   among the things around it. (Added to the pooled tokens instead of standing apart, the mark drowned their
-   colour in a small model: docs/RESULTS.md.)
+   among the things around it. Off by default: in small models it did not help region questions, and with the
+   guide head they read the marks' outline and place and stopped naming colour (docs/RESULTS.md).
 """
 
 from __future__ import annotations
