@@ -71,6 +71,21 @@ def guide_targets(regions, assign: torch.Tensor, num_marks: int, grid: tuple, co
     return labels / labels.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
+def mark_regions(encoder, features: torch.Tensor, regions, context) -> tuple:
+    """The marks' part of ``encoder``'s encoding (it holds ``marks``, ``guide_head``, ``config``, ``connector``):
+    (each region's projected mark (B, R, D), the context residual (B, N, D), aux with the guide head's targets
+    in training)."""
+    b, _, h, w, _ = features.shape
+    config = encoder.config
+    assign = assign_marks(config.num_marks, b, regions.masks.shape[1], features.device, encoder.training)
+    marks = encoder.marks[assign].to(features.dtype)  # (B, R, C)
+    residual = mark_residual(marks, regions, (h, w), encoder.connector, context)
+    aux = {}
+    if encoder.training and encoder.guide_head is not None:
+        aux["guide_targets"] = guide_targets(regions, assign, config.num_marks, (h, w), encoder.connector, context)
+    return encoder.connector.project(marks), residual, aux
+
+
 def guide_loss(head: nn.Module | None, encoding, context_hidden: torch.Tensor):
     """Cross-entropy of the guide head on the LM's last hidden states at the context tokens against the soft
     targets in ``encoding.aux``; None when there is no head or no targets (inference)."""

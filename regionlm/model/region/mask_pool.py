@@ -37,7 +37,7 @@ from regionlm.model.connectors import Projector
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
 from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, check_resolution, empty_embeds,
                      grid_coverage, masked_pool, region_geometry, region_silhouette, region_trajectory)
-from .marks import assign_marks, guide_loss, guide_targets, mark_residual, new_marks
+from .marks import guide_loss, mark_regions, new_marks
 
 
 def merge_adjacent(tokens: torch.Tensor, u: int, sizes: torch.Tensor | None = None):
@@ -125,16 +125,9 @@ class MaskPoolEncoder(RegionEncoder):
         pooled, paths = self._pool(features, regions.masks, regions.given)
         if not self.config.region_marks:
             return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions))
-        b, _, h, w, _ = features.shape
-        assign = assign_marks(self.config.num_marks, b, regions.masks.shape[1], features.device, self.training)
-        marks = self.marks[assign].to(features.dtype)  # (B, R, C)
-        residual = mark_residual(marks, regions, (h, w), self.connector, context)
-        embeds = self._region_tokens(pooled, paths, regions, self.connector.project(marks))
-        aux = {}
-        if self.training and self.guide_head is not None:
-            aux["guide_targets"] = guide_targets(regions, assign, self.config.num_marks, (h, w), self.connector,
-                                                 context)
-        return RegionEncoding(residual=residual, region_embeds=embeds, aux=aux)
+        marks, residual, aux = mark_regions(self, features, regions, context)
+        return RegionEncoding(residual=residual, region_embeds=self._region_tokens(pooled, paths, regions, marks),
+                              aux=aux)
 
     def aux_loss(self, encoding, context_hidden):
         return guide_loss(getattr(self, "guide_head", None), encoding, context_hidden)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
 from .common import check_resolution, empty_embeds, region_slots
-from .marks import assign_marks, guide_loss, guide_targets, mark_residual, new_marks
+from .marks import assign_marks, guide_loss, mark_regions, new_marks
 
 
 @register_region_encoder("token_mark")
@@ -32,19 +32,12 @@ class TokenMarkEncoder(RegionEncoder):
         return assign_marks(self.config.num_marks, batch, slots, device, self.training)
 
     def forward(self, features, regions, context):
-        b, t, h, w, c = features.shape
         if regions.masks is None:
-            return RegionEncoding(region_embeds=empty_embeds(b, context.tokens.shape[-1], context.tokens))
+            return RegionEncoding(region_embeds=empty_embeds(features.shape[0], context.tokens.shape[-1],
+                                                             context.tokens))
         check_resolution(regions, self.config.image_size)
-        assign = self.assign_marks(b, regions.masks.shape[1], features.device)
-        marks = self.marks[assign].to(features.dtype)  # (B, R, C)
-        residual = mark_residual(marks, regions, (h, w), self.connector, context)
-        projected = self.connector.project(marks)  # (B, R, D)
+        projected, residual, aux = mark_regions(self, features, regions, context)  # projected: (B, R, D)
         embeds = [projected[i, slots] for i, slots in enumerate(region_slots(regions))]
-        aux = {}
-        if self.training and self.guide_head is not None:
-            aux["guide_targets"] = guide_targets(regions, assign, self.config.num_marks, (h, w), self.connector,
-                                                 context)
         return RegionEncoding(residual=residual, region_embeds=embeds, aux=aux)
 
     def aux_loss(self, encoding, context_hidden):
