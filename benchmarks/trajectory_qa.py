@@ -76,12 +76,16 @@ ARMS = {
                                      "joint_trajectory_marks with the marks initialised 5x smaller"),
     "joint_trajectory_marks_noguide": (JOINT, {"region_trajectory": True, "region_marks": True, "guide_head": False},
                                        "joint_trajectory_marks without the guide head"),
+    # with the head (alpha 0.5) the marks are read and colour is lost, without it they are ignored: in between?
+    "joint_trajectory_marks_alpha0.1": (JOINT, {"region_trajectory": True, "region_marks": True, "guide_alpha": 0.1},
+                                        "joint_trajectory_marks with the guide head's loss weighted 0.1, not 0.5"),
 }
 # (base, variant): arms that differ in one thing, compared question by question
 PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"),
          ("joint_trajectory", "joint_trajectory_epv8"), ("joint_trajectory", "joint_trajectory_pairs"),
          ("joint_trajectory", "joint_trajectory_marks"), ("joint_trajectory", "joint_trajectory_marks_small"),
-         ("joint_trajectory", "joint_trajectory_marks_noguide"))
+         ("joint_trajectory", "joint_trajectory_marks_noguide"),
+         ("joint_trajectory", "joint_trajectory_marks_alpha0.1"))
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")
