@@ -58,7 +58,7 @@ def test_phrase_accuracy_counts_only_what_the_reference_says():
 def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(name):
     """benchmarks/trajectory_qa.py: the same small model on region_qa (alone, or 2:1 with descriptions for the
     joint arms); the arms differ only in how regions are given, in the trajectory token, in the LM's width, in
-    the examples drawn from each video and in drawing a look-alike question with its swap."""
+    the examples drawn from each video, in drawing a look-alike question with its swap and in Token Marks."""
     raw = trajectory_qa.arm_config(name, 500, trajectory_qa.ARMS)
     cfg = config_from_dict(raw, where=name)
     joint = name.startswith("joint")
@@ -70,6 +70,10 @@ def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(
     assert cfg.data.examples_per_video == (8 if name.endswith("_epv8") else 4)
     assert cfg.data.lookalike_pairs is name.endswith("_pairs")
     model = {k: v for k, v in raw["model"]["config"].items() if k != "region_trajectory"}
+    assert model.pop("region_marks", False) is ("_marks" in name)  # Token Marks beside the pooled tokens, and:
+    assert model.pop("mark_init_std", 1.0) == (0.2 if name.endswith("_small") else 1.0)
+    assert model.pop("guide_head", True) is (not name.endswith("_noguide"))
+    assert model.pop("guide_alpha", 0.5) == (0.1 if name.endswith("_alpha0.1") else 0.5)
     base = motion_scratch.BASE["model"]["config"]
     if name.endswith("_wide"):  # the LM wider, nothing else
         assert model.pop("text_config") == {**base["text_config"], "hidden_size": 192, "intermediate_size": 576}

@@ -390,6 +390,8 @@ def test_mask_pool_marks_add_the_regions_mark_to_its_tokens_and_the_context_insi
     assert out.aux == {}  # the guide head's targets only in training
     enc.train()
     assert enc(features, regions, context).aux["guide_targets"].shape == (1, context.tokens.shape[1], 7)
+    small = RegionLMForConditionalGeneration(make_config("mask_pool", region_marks=True, mark_init_std=0.2))
+    assert 0.15 < small.region_encoder.marks.std().item() < 0.25 and 0.75 < enc.marks.std().item() < 1.25
     with pytest.raises(ValueError, match="region_marks is a mask_pool option"):
         make_config("roi_box", region_marks=True)
     with pytest.raises(ValueError, match="num_marks"):
