@@ -2,9 +2,10 @@
 inside each region's given masks, and the Temporal Region Guide Head's soft targets and loss.
 
 ``token_mark`` is made of these alone (its `<region>` token is the projected mark); ``mask_pool`` adds them with
-``config.region_marks`` (its pooled tokens each get their region's projected mark, so the text's region tokens and
-the marked context tokens share one vector: pooling says what the region looks like, the mark where it is in the
-video). Both keep the parameters named ``marks`` and ``guide_head`` on the encoder itself, so saved weights load.
+``config.region_marks`` (the projected mark is one more token of the region, after its pooled ones, so the text's
+region tokens and the marked context tokens share one vector: pooling says what the region looks like, the mark
+where it is in the video). Both keep the parameters named ``marks`` and ``guide_head`` on the encoder itself, so
+saved weights load.
 """
 
 from __future__ import annotations
