@@ -114,8 +114,7 @@ class MaskPoolEncoder(RegionEncoder):
             # inputs are a few tenths: pre-activations near unit size, outputs at the pooled features' scale
             self.trajectory[0].init_std = 1.0
             self.trajectory[2].init_std = width ** -0.5
-        if config.region_marks:
-            self.marks, self.guide_head = new_marks(config)
+        self.marks, self.guide_head = new_marks(config) if config.region_marks else (None, None)
 
     def forward(self, features, regions, context):
         if regions.masks is None:
@@ -130,7 +129,7 @@ class MaskPoolEncoder(RegionEncoder):
                               aux=aux)
 
     def aux_loss(self, encoding, context_hidden):
-        return guide_loss(getattr(self, "guide_head", None), encoding, context_hidden)
+        return guide_loss(self.guide_head, encoding, context_hidden)
 
     def _pool(self, features, masks, given):
         """Each region's pooled feature per frame (B, R, T, C), with its geometry and silhouette embeddings, and
