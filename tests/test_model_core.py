@@ -7,7 +7,7 @@ import torch
 
 from regionlm.errors import RegionLMError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
-from regionlm.model.connectors import build_connector
+from regionlm.model.connectors import build_connector, cell_centres, fourier_positions
 
 TINY_VISION = {"model_type": "siglip_vision_model", "vision_use_head": False, "image_size": 32, "patch_size": 8,
                "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
@@ -44,6 +44,43 @@ def test_connector_token_count_matches_config(connector, num_frames):
     assert ones.shape == (2, expected, 3) and torch.allclose(ones, torch.ones_like(ones))
     zero = conn.project_residual(torch.zeros(2, num_frames, g, g, 32), out)
     assert zero.shape == (2, expected, 64) and torch.count_nonzero(zero) == 0
+
+
+@pytest.mark.parametrize("connector", ["pool", "stc", "t_selector"])
+def test_context_positions_embed_each_tokens_place(connector):
+    cfg = tiny_config(connector=connector, t_selector_keep=5, context_positions=True)
+    conn = build_connector(cfg, 32, 64)
+    g = cfg.grid_size
+    features = torch.randn(2, 4, g, g, 32)
+    out = conn(features)
+    pos = conn.position_embeds(features, out)
+    assert pos.shape == out.tokens.shape
+    # the place a token stands for: its cells' mean centre, so the embedding is the same on every frame (pool,
+    # stc) and differs between the places within a frame
+    centres = conn.reduce_maps(cell_centres(2, 4, g, g, "cpu", torch.float32), out)
+    assert torch.all((centres > 0) & (centres < 1))
+    assert torch.allclose(pos, conn.position(fourier_positions(centres)))
+    per_frame = out.tokens.shape[1] // len(set(out.frame_index.tolist()))
+    if connector != "t_selector":
+        assert torch.allclose(pos[:, :per_frame], pos[:, per_frame:2 * per_frame])
+    assert len({tuple(c) for c in centres[0, :per_frame].tolist()}) == per_frame
+    # off by default: no parameters, and the model adds nothing
+    assert not hasattr(build_connector(tiny_config(connector=connector), 32, 64), "position")
+
+
+def test_context_positions_change_the_video_tokens_only_by_their_embedding():
+    cfg = tiny_config(context_positions=True)
+    torch.manual_seed(0)
+    model = RegionLMForConditionalGeneration(cfg).eval()
+    ids, pixels = prompt_ids(cfg, 2, batch=1), torch.randn(1, 2, 3, 32, 32)
+    with torch.no_grad():
+        with_pos = model.embed_inputs(ids, pixels)[0]
+        model.connector.position.weight.zero_()
+        model.connector.position.bias.zero_()
+        without = model.embed_inputs(ids, pixels)[0]
+    video = ids == cfg.video_token_id
+    assert torch.equal(with_pos[~video], without[~video])
+    assert not torch.allclose(with_pos[video], without[video])
 
 
 def test_stc_matches_videorefer_count_on_a_siglip_384_grid():

@@ -45,6 +45,7 @@ class RegionLMConfig(PreTrainedConfig):
     stc_temporal_stride: int = 2  # stc: frames merged per token
     t_selector_keep: int = 16  # t_selector: tokens kept per frame (top-k by the gate)
     projector_hidden_act: str = "gelu"
+    context_positions: bool = False  # add an embedding of each context token's place in the frame (connectors.py)
 
     # region encoder
     region_encoder: str = "token_mark"

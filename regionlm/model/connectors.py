@@ -8,6 +8,10 @@ encoders reuse both halves through three methods, so a region is projected exact
 * ``project_residual(fmap, out)``: a feature-space map (B, T, h, w, C) -> (B, N, D) through the same reduction and
   projector, minus the projection of zero, so it is exactly zero on tokens whose cells are all zero;
 * ``project(v)``: a feature-space vector (..., C) -> (..., D), as if it filled a token's whole receptive field.
+
+With ``context_positions`` every connector also embeds where each token sits in the frame (``position_embeds``):
+the mean centre of the cells it covers, through ``reduce_maps``, so pooled, convolved and selected tokens all get
+the place they stand for.
 """
 
 from __future__ import annotations
@@ -56,6 +60,24 @@ class Projector(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+POSITION_FREQS = 8  # context_positions: sin/cos of pi * k * coordinate, k = 1..8, for x and y
+
+
+def fourier_positions(coords: torch.Tensor, freqs: int = POSITION_FREQS) -> torch.Tensor:
+    """(..., 2) coordinates in [0, 1] -> (..., 4 * freqs) sines and cosines: smooth in the place, and two nearby
+    cells differ at the high frequencies."""
+    angles = coords[..., None] * (math.pi * torch.arange(1, freqs + 1, device=coords.device, dtype=coords.dtype))
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+
+
+def cell_centres(batch: int, frames: int, h: int, w: int, device, dtype) -> torch.Tensor:
+    """(B, T, h, w, 2): each cell's centre (x, y) as a fraction of the frame."""
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (h, w, 2) as (x, y)
+    return grid.expand(batch, frames, h, w, 2).contiguous()
+
+
 class Connector(nn.Module):
     name = "base"
 
@@ -63,6 +85,11 @@ class Connector(nn.Module):
         super().__init__()
         self.config = config
         self.projector = Projector(vision_dim, text_dim, config.projector_hidden_act)
+        if config.context_positions:
+            # The LM writes boxes as numbers (SOT, REC, Elysium); a learned map from a token's place to text space
+            # tells it where each token is, which it otherwise has to recover from the tower's input embeddings
+            # or the token's index in the sequence.
+            self.position = nn.Linear(4 * POSITION_FREQS, text_dim)
 
     def forward(self, features: torch.Tensor) -> ContextOutput:
         raise NotImplementedError
@@ -75,6 +102,12 @@ class Connector(nn.Module):
 
     def project(self, v: torch.Tensor) -> torch.Tensor:
         return self.projector(v)
+
+    def position_embeds(self, features: torch.Tensor, out: ContextOutput) -> torch.Tensor:
+        """(B, N, D): each context token's place (the mean centre of the cells it covers), embedded."""
+        b, t, h, w, _ = features.shape
+        centres = self.reduce_maps(cell_centres(b, t, h, w, features.device, self.position.weight.dtype), out)
+        return self.position(fourier_positions(centres))
 
     def _minus_zero(self, x: torch.Tensor) -> torch.Tensor:
         """projector(x) - projector(0): a projection that keeps zero at zero (exactly, not up to rounding)."""

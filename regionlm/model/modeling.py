@@ -157,6 +157,8 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         features = self.vision_features(pixel_values.to(self.dtype))
         context = self.connector(features)
         tokens = context.tokens
+        if cfg.context_positions:
+            tokens = tokens + self.connector.position_embeds(features, context)
         if regions is not None:
             encoding = self.region_encoder(features, regions, context)
             if encoding.residual is not None:

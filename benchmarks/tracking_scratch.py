@@ -1,0 +1,131 @@
+"""Why the model copies its first box when it tracks: small from-scratch runs on the box-writing tasks.
+
+The shipped model's world-sot AUC (49.4) is at the level of repeating the first box (50.5), and on the held-out
+videos it writes the seed box again for every frame of a clip. Its context tokens say what is in each patch but
+say where a patch is only through the vision tower's input embeddings and the token's index in the sequence.
+``model.config.context_positions`` adds an embedding of each context token's place in the frame
+(connectors.Connector.position_embeds). Each arm trains the small model of motion_scratch (mask_pool with
+region_geometry, 2+2 layers, patches of 8) from random weights on the tasks that write boxes (SOT, referring
+tracking, REC; 2:1:1), then is scored on the held-out videos (val split, seed 2, as motion_scratch) with
+`regionlm eval --benchmark world-sot` and `--benchmark world-rsot`, and by how often its SOT boxes stay where
+the first box was ("static": every coordinate within 1 pixel of frame 0's; the truth's share is printed beside).
+
+A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again; a cut-off run
+resumes. Prints the table with the paired difference of per-sequence AUC against the base arm (95% bootstrap
+interval) and writes OUT/tracking_scratch.json.
+
+    python benchmarks/tracking_scratch.py [--steps 4000] [--only track,track_positions] [--seed 0]
+        [--out benchmarks/results/tracking_scratch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_encoders import paired_difference, run  # noqa: E402
+from motion_scratch import VAL, arm_config, held_out_data, train_arm  # noqa: E402
+from regionlm.data.io import atomic_write_text  # noqa: E402
+
+TRACK = {"tasks": {"sot": 2, "rsot": 1, "rec": 1}}
+# name -> (data overrides, model.config overrides, what it stands for)
+ARMS = {
+    "track": (TRACK, {}, "SOT, referring tracking and REC (2:1:1)"),
+    "track_positions": (TRACK, {"context_positions": True},
+                        "the same, each context token's place in the frame embedded (context_positions)"),
+}
+PAIRS = (("track", "track_positions"),)
+BENCHMARKS = ("world-sot", "world-rsot")
+STATIC_PX = 1.0  # a box "stays" when every coordinate is within this of frame 0's
+
+
+def evaluate(name: str, run_dir: Path, data: Path, bench: str) -> dict:
+    """One arm's results.json on ``bench`` (cached in run_dir/eval-BENCH)."""
+    out = run_dir / f"eval-{bench}"
+    if not (out / "results.json").is_file():
+        print(f"[{name}] {bench} ...", file=sys.stderr, flush=True)
+        run(["eval", "--benchmark", bench, "--data", str(data), "--model", str(run_dir / "final"), "--out", str(out),
+             "--json"], f"{name}: eval {bench}")
+    return json.loads((out / "results.json").read_text())
+
+
+def static_share(tracks: list) -> float:
+    """% of frames after the first (where a box is given) whose box is frame 0's, to STATIC_PX."""
+    stay = total = 0
+    for boxes in tracks:
+        first = boxes[0]
+        for box in boxes[1:]:
+            if first is None or box is None:
+                continue
+            total += 1
+            stay += all(abs(a - b) <= STATIC_PX for a, b in zip(box, first))
+    return round(100.0 * stay / max(total, 1), 1)
+
+
+def truth_tracks(data: Path) -> list:
+    """The val split's SOT ground-truth boxes as [x, y, w, h] per frame (None where absent)."""
+    tracks = []
+    for line in (data / "sot.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        tracks.append([None if a or b is None else [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+                       for b, a in zip(rec["boxes"], rec["absent"])])
+    return tracks
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
+    ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
+    ap.add_argument("--seed", type=int, default=0, help="the arms' initial weights; runs of seed N > 0 go to "
+                                                       "OUT/runs/ARM-sN")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tracking_scratch"))
+    args = ap.parse_args(argv)
+    names = args.only.split(",") if args.only else list(ARMS)
+    unknown = [n for n in names if n not in ARMS]
+    if unknown:
+        print(f"--only: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    data = held_out_data(out)
+    rows, per_seq = {}, {}
+    for name in names:
+        start = time.time()
+        run_dir = out / "runs" / (f"{name}-s{args.seed}" if args.seed else name)
+        cfg = arm_config(name, args.steps, ARMS)
+        cfg["seed"] = args.seed
+        train_arm(name, cfg, run_dir)
+        results = {b: evaluate(name, run_dir, data, b) for b in BENCHMARKS}
+        sot = results["world-sot"]
+        per_seq[name] = {r["id"]: r["auc"] / 100.0 for r in sot["per_sample"]}
+        rows[name] = {"what": ARMS[name][2],
+                      **{f"{b}_auc": round(r["metrics"]["auc"], 1) for b, r in results.items()},
+                      "sot_op50": round(sot["metrics"]["op50"], 1),
+                      "sot_static": static_share([r["boxes"] for r in sot["per_sample"]]),
+                      "sequences": sot["num_samples"], "seconds": round(time.time() - start, 1)}
+    truth_static = static_share(truth_tracks(data))
+    cols = ("world-sot_auc", "sot_op50", "sot_static", "world-rsot_auc")
+    table = ["| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    table += [f"| {n} | " + " | ".join(str(r[c]) for c in cols) + " |" for n, r in rows.items()]
+    table.append(f"(the truth: {truth_static}% of frames within {STATIC_PX} px of frame 0's box)")
+    effects = {}
+    for base, variant in PAIRS:
+        if base in per_seq and variant in per_seq:
+            d, lo, hi, n = effects[f"{variant} - {base}"] = paired_difference(per_seq[variant], per_seq[base])
+            table.append(f"{variant} - {base}: world-sot AUC {d:+.1f} [{lo:+.1f}, {hi:+.1f}] over {n} sequences")
+    print("\n".join(table))
+    result = {"benchmark": "tracking_scratch", "steps": args.steps, "seed": args.seed, "val": VAL, "arms": rows,
+              "truth_static": truth_static, "effects": effects}
+    atomic_write_text(out / (f"tracking_scratch-s{args.seed}.json" if args.seed else "tracking_scratch.json"),
+                      json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
