@@ -17,7 +17,7 @@ seen, questions mixed with descriptions (2:1, as default.yaml weighs them) witho
 last with a 1.5x wider language model, with twice the examples drawn from each video, with each question
 that has a look-alike drawn together with its swap (the same question about the look-alike's region), or with
 Token Marks beside the pooled tokens (model.config.region_marks: with the guide head, with smaller marks,
-without the guide head).
+without the guide head), or with each context token's place embedded (model.config.context_positions).
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again (the eval caches);
 a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
@@ -79,13 +79,17 @@ ARMS = {
     # with the head (alpha 0.5) the marks are read and colour is lost, without it they are ignored: in between?
     "joint_trajectory_marks_alpha0.1": (JOINT, {"region_trajectory": True, "region_marks": True, "guide_alpha": 0.1},
                                         "joint_trajectory_marks with the guide head's loss weighted 0.1, not 0.5"),
+    # every context token's place embedded (tracking_scratch: the box-writing tasks); does it cost region questions?
+    "joint_trajectory_positions": (JOINT, {"region_trajectory": True, "context_positions": True},
+                                   "joint_trajectory with each context token's place embedded (context_positions)"),
 }
 # (base, variant): arms that differ in one thing, compared question by question
 PAIRS = (("mixed", "trajectory"), ("joint", "joint_trajectory"), ("joint_trajectory", "joint_trajectory_wide"),
          ("joint_trajectory", "joint_trajectory_epv8"), ("joint_trajectory", "joint_trajectory_pairs"),
          ("joint_trajectory", "joint_trajectory_marks"), ("joint_trajectory", "joint_trajectory_marks_small"),
          ("joint_trajectory", "joint_trajectory_marks_noguide"),
-         ("joint_trajectory", "joint_trajectory_marks_alpha0.1"))
+         ("joint_trajectory", "joint_trajectory_marks_alpha0.1"),
+         ("joint_trajectory", "joint_trajectory_positions"))
 MODES = ("single", "multi")
 TYPES = ("Basic Questions", "Sequential Questions", "Relationship Questions", "Reasoning Questions",
          "Future Predictions")

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import motion_scratch  # noqa: E402
+import tracking_scratch  # noqa: E402
 import trajectory_qa  # noqa: E402
 
 
@@ -58,7 +59,8 @@ def test_phrase_accuracy_counts_only_what_the_reference_says():
 def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(name):
     """benchmarks/trajectory_qa.py: the same small model on region_qa (alone, or 2:1 with descriptions for the
     joint arms); the arms differ only in how regions are given, in the trajectory token, in the LM's width, in
-    the examples drawn from each video, in drawing a look-alike question with its swap and in Token Marks."""
+    the examples drawn from each video, in drawing a look-alike question with its swap, in Token Marks and in
+    the context tokens' places."""
     raw = trajectory_qa.arm_config(name, 500, trajectory_qa.ARMS)
     cfg = config_from_dict(raw, where=name)
     joint = name.startswith("joint")
@@ -74,6 +76,7 @@ def test_question_arms_train_region_questions_only_and_differ_in_their_own_keys(
     assert model.pop("mark_init_std", 1.0) == (0.2 if name.endswith("_small") else 1.0)
     assert model.pop("guide_head", True) is (not name.endswith("_noguide"))
     assert model.pop("guide_alpha", 0.5) == (0.1 if name.endswith("_alpha0.1") else 0.5)
+    assert model.pop("context_positions", False) is name.endswith("_positions")
     base = motion_scratch.BASE["model"]["config"]
     if name.endswith("_wide"):  # the LM wider, nothing else
         assert model.pop("text_config") == {**base["text_config"], "hidden_size": 192, "intermediate_size": 576}
@@ -102,3 +105,21 @@ def test_paired_effects_pair_each_variant_with_its_base(tmp_path):
     right, _, _, n = effects["joint_trajectory - joint"]["single"]["correct"]
     follows, _, _, n_swaps = effects["joint_trajectory - joint"]["single"]["swap_follows"]
     assert (right, n, follows, n_swaps) == (50.0, 4, 50.0, 2)
+
+
+@pytest.mark.parametrize("name", list(tracking_scratch.ARMS))
+def test_tracking_arms_train_the_box_tasks_and_differ_in_context_positions_only(name):
+    raw = tracking_scratch.arm_config(name, 300, tracking_scratch.ARMS)
+    cfg = config_from_dict(raw, where=name)
+    assert cfg.data.tasks == {"sot": 2, "rsot": 1, "rec": 1} and cfg.stages[0].steps == 300
+    model = dict(raw["model"]["config"])
+    assert model.pop("context_positions", False) is name.endswith("_positions")
+    assert model == motion_scratch.BASE["model"]["config"]
+
+
+def test_static_share_counts_frames_whose_box_stays_at_frame_0s():
+    tracks = [[[10, 10, 5, 5], [10.5, 10, 5, 5.9], [12, 10, 5, 5], None],  # stays, moves 2 px, no box
+              [None, [1, 1, 1, 1]],  # no first box: not counted
+              [[0, 0, 4, 4], [0, 0, 4, 4]]]
+    assert tracking_scratch.static_share(tracks) == round(100 * 2 / 3, 1)
+    assert tracking_scratch.static_share([]) == 0.0
