@@ -4,7 +4,8 @@ The shipped model's world-sot AUC (49.4) is at the level of repeating the first 
 videos it writes the seed box again for every frame of a clip. Its context tokens say what is in each patch but
 say where a patch is only through the vision tower's input embeddings and the token's index in the sequence.
 ``model.config.context_positions`` adds an embedding of each context token's place in the frame
-(connectors.Connector.position_embeds). Each arm trains the small model of motion_scratch (mask_pool with
+(connectors.Connector.position_embeds), and ``model.ordinal_numbers`` starts the number tokens' embeddings, and
+that place map, from the values they stand for (regionlm/model/ordinal.py). Each arm trains the small model of motion_scratch (mask_pool with
 region_geometry, 2+2 layers, patches of 8) from random weights on the tasks that write boxes (SOT, referring
 tracking, REC; 2:1:1), then is scored on the held-out videos (val split, seed 2, as motion_scratch) with
 `regionlm eval --benchmark world-sot` and `--benchmark world-rsot`, and by how often its SOT boxes stay where
@@ -14,7 +15,7 @@ A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not 
 resumes. Prints the table with the paired difference of per-sequence AUC against the base arm (95% bootstrap
 interval) and writes OUT/tracking_scratch.json.
 
-    python benchmarks/tracking_scratch.py [--steps 4000] [--only track,track_positions] [--seed 0]
+    python benchmarks/tracking_scratch.py [--steps 4000] [--only track,track_positions,track_ordinal] [--seed 0]
         [--out benchmarks/results/tracking_scratch]
 """
 
@@ -40,8 +41,12 @@ ARMS = {
     "track": (TRACK, {}, "SOT, referring tracking and REC (2:1:1)"),
     "track_positions": (TRACK, {"context_positions": True},
                         "the same, each context token's place in the frame embedded (context_positions)"),
+    "track_ordinal": (TRACK, {"context_positions": True},
+                      "track_positions, the number tokens and the place map started from their value "
+                      "(model.ordinal_numbers)"),
 }
-PAIRS = (("track", "track_positions"),)
+MODEL_SPEC = {"track_ordinal": {"ordinal_numbers": True}}  # model keys beside model.config, per arm
+PAIRS = (("track", "track_positions"), ("track_positions", "track_ordinal"), ("track", "track_ordinal"))
 BENCHMARKS = ("world-sot", "world-rsot")
 STATIC_PX = 1.0  # a box "stays" when every coordinate is within this of frame 0's
 
@@ -99,6 +104,7 @@ def main(argv=None) -> int:
         start = time.time()
         run_dir = out / "runs" / (f"{name}-s{args.seed}" if args.seed else name)
         cfg = arm_config(name, args.steps, ARMS)
+        cfg["model"].update(MODEL_SPEC.get(name, {}))
         cfg["seed"] = args.seed
         train_arm(name, cfg, run_dir)
         results = {b: evaluate(name, run_dir, data, b) for b in BENCHMARKS}

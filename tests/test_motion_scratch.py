@@ -108,12 +108,14 @@ def test_paired_effects_pair_each_variant_with_its_base(tmp_path):
 
 
 @pytest.mark.parametrize("name", list(tracking_scratch.ARMS))
-def test_tracking_arms_train_the_box_tasks_and_differ_in_context_positions_only(name):
+def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(name):
     raw = tracking_scratch.arm_config(name, 300, tracking_scratch.ARMS)
+    raw["model"].update(tracking_scratch.MODEL_SPEC.get(name, {}))
     cfg = config_from_dict(raw, where=name)
     assert cfg.data.tasks == {"sot": 2, "rsot": 1, "rec": 1} and cfg.stages[0].steps == 300
+    assert cfg.model.ordinal_numbers is (name == "track_ordinal")
     model = dict(raw["model"]["config"])
-    assert model.pop("context_positions", False) is name.endswith("_positions")
+    assert model.pop("context_positions", False) is (name != "track")
     assert model == motion_scratch.BASE["model"]["config"]
 
 

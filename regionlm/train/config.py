@@ -37,12 +37,14 @@ class ModelSpec:
     """Where the weights come from. ``config`` is passed to RegionLMConfig; ``init_from`` loads a saved RegionLM
     (then ``config`` may only switch on options that add parts, e.g. ``region_geometry``: the new part starts from
     its init and every saved weight is kept); ``vision_path`` / ``lm_path`` load real checkpoints into the two
-    parts."""
+    parts. ``ordinal_numbers``: a fresh LM's number tokens start with an embedding of their value
+    (regionlm/model/ordinal.py)."""
 
     config: dict = field(default_factory=dict)
     init_from: Optional[str] = None
     vision_path: Optional[str] = None
     lm_path: Optional[str] = None
+    ordinal_numbers: bool = False
 
 
 @dataclass

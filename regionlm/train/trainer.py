@@ -333,6 +333,9 @@ def build_model(cfg: TrainConfig, tokenizer=None):
     from regionlm.model.tokenizer import REGION_TOKENS
 
     spec = cfg.model
+    if spec.ordinal_numbers and (spec.init_from or spec.lm_path or tokenizer is None):
+        raise RegionLMError("model.ordinal_numbers: only for a fresh language model with a tokenizer (not with "
+                            "model.init_from, model.lm_path or the toy data source)")
     ids = {}
     if tokenizer is not None:
         vocab = tokenizer.get_vocab()
@@ -374,6 +377,15 @@ def build_model(cfg: TrainConfig, tokenizer=None):
     if tokenizer is not None and len(tokenizer) > model.language_model.get_input_embeddings().num_embeddings:
         model.language_model.resize_token_embeddings(len(tokenizer))
         model.config.text_config.vocab_size = model.language_model.config.vocab_size
+    if spec.ordinal_numbers:
+        from regionlm.model.ordinal import init_ordinal_numbers
+        from regionlm.model.tokenizer import NUMBERS
+
+        vocab = tokenizer.get_vocab()
+        missing = [n for n in NUMBERS if n not in vocab]
+        if missing:
+            raise RegionLMError(f"model.ordinal_numbers: the tokenizer has no token for {', '.join(missing[:5])}")
+        init_ordinal_numbers(model, [vocab[n] for n in NUMBERS], seed=cfg.seed)
     return model
 
 
