@@ -87,6 +87,24 @@ def arm_config(name: str, steps: int, arms: dict = ARMS) -> dict:
     return cfg
 
 
+def chosen_arms(only, arms: dict) -> list:
+    """The arms ``--only`` names (all of ``arms`` without it); exits with code 2 naming any unknown one."""
+    names = only.split(",") if only else list(arms)
+    unknown = [n for n in names if n not in arms]
+    if unknown:
+        print(f"--only: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(arms)}", file=sys.stderr)
+        raise SystemExit(2)
+    return names
+
+
+def seeded_arm(name: str, steps: int, arms: dict, seed: int, out: Path) -> tuple[dict, Path]:
+    """Arm ``name``'s config with initial weights from ``seed``, and its run folder (OUT/runs/ARM, or
+    OUT/runs/ARM-sN for a seed N > 0)."""
+    cfg = arm_config(name, steps, arms)
+    cfg["seed"] = seed
+    return cfg, out / "runs" / (f"{name}-s{seed}" if seed else name)
+
+
 def held_out_data(out: Path) -> Path:
     """The held-out videos (VAL) under ``out``, generated the first time."""
     data = out / "data" / f"{VAL['split']}-s{VAL['seed']}"
@@ -148,11 +166,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=120, help="held-out descriptions per arm")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "motion_scratch"))
     args = ap.parse_args(argv)
-    names = args.only.split(",") if args.only else list(ARMS)
-    unknown = [n for n in names if n not in ARMS]
-    if unknown:
-        print(f"--only: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}", file=sys.stderr)
-        return 2
+    names = chosen_arms(args.only, ARMS)
     out = Path(args.out)
     data = held_out_data(out)
 

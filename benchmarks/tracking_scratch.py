@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_encoders import paired_difference, run  # noqa: E402
-from motion_scratch import VAL, arm_config, held_out_data, train_arm  # noqa: E402
+from motion_scratch import VAL, chosen_arms, held_out_data, seeded_arm, train_arm  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 TRACK = {"tasks": {"sot": 2, "rsot": 1, "rec": 1}}
@@ -92,20 +92,14 @@ def main(argv=None) -> int:
                                                        "OUT/runs/ARM-sN")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tracking_scratch"))
     args = ap.parse_args(argv)
-    names = args.only.split(",") if args.only else list(ARMS)
-    unknown = [n for n in names if n not in ARMS]
-    if unknown:
-        print(f"--only: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}", file=sys.stderr)
-        return 2
+    names = chosen_arms(args.only, ARMS)
     out = Path(args.out)
     data = held_out_data(out)
     rows, per_seq = {}, {}
     for name in names:
         start = time.time()
-        run_dir = out / "runs" / (f"{name}-s{args.seed}" if args.seed else name)
-        cfg = arm_config(name, args.steps, ARMS)
+        cfg, run_dir = seeded_arm(name, args.steps, ARMS, args.seed, out)
         cfg["model"].update(MODEL_SPEC.get(name, {}))
-        cfg["seed"] = args.seed
         train_arm(name, cfg, run_dir)
         results = {b: evaluate(name, run_dir, data, b) for b in BENCHMARKS}
         sot = results["world-sot"]

@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_encoders import paired_difference, run  # noqa: E402
-from motion_scratch import BASE, VAL, arm_config, description_scores, held_out_data, train_arm  # noqa: E402
+from motion_scratch import (BASE, VAL, arm_config, description_scores, held_out_data, seeded_arm,  # noqa: E402
+                            train_arm)
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 QA = {"tasks": {"region_qa": 1}}
@@ -151,9 +152,7 @@ def main(argv=None) -> int:
     rows, run_dirs = {}, {}
     for name in names:
         start = time.time()
-        run_dir = out / "runs" / (f"{name}-s{args.seed}" if args.seed else name)
-        cfg = arm_config(name, args.steps, ARMS)
-        cfg["seed"] = args.seed
+        cfg, run_dir = seeded_arm(name, args.steps, ARMS, args.seed, out)
         train_arm(name, cfg, run_dir)
         run_dirs[name] = run_dir
         rows[name] = {"what": ARMS[name][2], "modes": {m: score(name, run_dir, data, m) for m in modes}}

@@ -109,7 +109,7 @@ def test_paired_effects_pair_each_variant_with_its_base(tmp_path):
 
 @pytest.mark.parametrize("name", list(tracking_scratch.ARMS))
 def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(name):
-    raw = tracking_scratch.arm_config(name, 300, tracking_scratch.ARMS)
+    raw = motion_scratch.arm_config(name, 300, tracking_scratch.ARMS)
     raw["model"].update(tracking_scratch.MODEL_SPEC.get(name, {}))
     cfg = config_from_dict(raw, where=name)
     assert cfg.data.tasks == {"sot": 2, "rsot": 1, "rec": 1} and cfg.stages[0].steps == 300
