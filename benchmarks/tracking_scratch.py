@@ -9,7 +9,10 @@ that place map, from the values they stand for (regionlm/model/ordinal.py). Each
 region_geometry, 2+2 layers, patches of 8) from random weights on the tasks that write boxes (SOT, referring
 tracking, REC; 2:1:1), then is scored on the held-out videos (val split, seed 2, as motion_scratch) with
 `regionlm eval --benchmark world-sot` and `--benchmark world-rsot`, and by how often its SOT boxes stay where
-the first box was ("static": every coordinate within 1 pixel of frame 0's; the truth's share is printed beside).
+the first box was ("static": every coordinate within 1 pixel of frame 0's; the truth's share is printed beside),
+and by the IoU of the first box the words alone give (referring tracking's frame 0, REC on a clip). One more arm
+trains REC alone, with the places embedded: can the small model find an object from words when nothing else
+competes?
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again; a cut-off run
 resumes. Prints the table with the paired difference of per-sequence AUC against the base arm (95% bootstrap
@@ -45,6 +48,9 @@ ARMS = {
                       "track_positions, the number tokens and the place map started from their value "
                       "(model.ordinal_numbers)"),
 }
+# REC alone, with places: can this small model find an object from words at all, when nothing else competes?
+ARMS["rec_positions"] = ({"tasks": {"rec": 1}}, {"context_positions": True},
+                         "REC alone, each context token's place embedded")
 MODEL_SPEC = {"track_ordinal": {"ordinal_numbers": True}}  # model keys beside model.config, per arm
 PAIRS = (("track", "track_positions"), ("track_positions", "track_ordinal"), ("track", "track_ordinal"))
 BENCHMARKS = ("world-sot", "world-rsot")
@@ -74,14 +80,25 @@ def static_share(tracks: list) -> float:
     return round(100.0 * stay / max(total, 1), 1)
 
 
-def truth_tracks(data: Path) -> list:
-    """The val split's SOT ground-truth boxes as [x, y, w, h] per frame (None where absent)."""
-    tracks = []
-    for line in (data / "sot.jsonl").read_text().splitlines():
+def truth_tracks(data: Path, task: str = "sot") -> dict:
+    """The val split's ground-truth boxes of ``task`` (sot, rsot) per sequence id: [x, y, w, h] per frame (None
+    where absent)."""
+    tracks = {}
+    for line in (data / f"{task}.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        tracks.append([None if a or b is None else [b[0], b[1], b[2] - b[0], b[3] - b[1]]
-                       for b, a in zip(rec["boxes"], rec["absent"])])
+        tracks[rec["id"]] = [None if a or b is None else [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+                             for b, a in zip(rec["boxes"], rec["absent"])]
     return tracks
+
+
+def first_box_iou(rows: list, truth: dict) -> float:
+    """Mean IoU (%) of each sequence's box on frame 0 against the truth there (no box: 0): how well the words alone
+    find the object, before any tracking."""
+    from regionlm.eval.metrics.tracking import iou_xywh
+
+    ious = [float(iou_xywh([r["boxes"][0]], [truth[r["id"]][0]])[0]) if r["boxes"][0] is not None else 0.0
+            for r in rows if truth[r["id"]][0] is not None]
+    return round(100.0 * sum(ious) / max(len(ious), 1), 1)
 
 
 def main(argv=None) -> int:
@@ -96,6 +113,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     data = held_out_data(out)
     rows, per_seq = {}, {}
+    rsot_truth = truth_tracks(data, "rsot")
     for name in names:
         start = time.time()
         cfg, run_dir = seeded_arm(name, args.steps, ARMS, args.seed, out)
@@ -108,9 +126,10 @@ def main(argv=None) -> int:
                       **{f"{b}_auc": round(r["metrics"]["auc"], 1) for b, r in results.items()},
                       "sot_op50": round(sot["metrics"]["op50"], 1),
                       "sot_static": static_share([r["boxes"] for r in sot["per_sample"]]),
+                      "rsot_first_iou": first_box_iou(results["world-rsot"]["per_sample"], rsot_truth),
                       "sequences": sot["num_samples"], "seconds": round(time.time() - start, 1)}
-    truth_static = static_share(truth_tracks(data))
-    cols = ("world-sot_auc", "sot_op50", "sot_static", "world-rsot_auc")
+    truth_static = static_share(list(truth_tracks(data).values()))
+    cols = ("world-sot_auc", "sot_op50", "sot_static", "world-rsot_auc", "rsot_first_iou")
     table = ["| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     table += [f"| {n} | " + " | ".join(str(r[c]) for c in cols) + " |" for n, r in rows.items()]
     table.append(f"(the truth: {truth_static}% of frames within {STATIC_PX} px of frame 0's box)")

@@ -112,7 +112,8 @@ def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(nam
     raw = motion_scratch.arm_config(name, 300, tracking_scratch.ARMS)
     raw["model"].update(tracking_scratch.MODEL_SPEC.get(name, {}))
     cfg = config_from_dict(raw, where=name)
-    assert cfg.data.tasks == {"sot": 2, "rsot": 1, "rec": 1} and cfg.stages[0].steps == 300
+    assert cfg.data.tasks == ({"rec": 1} if name == "rec_positions" else {"sot": 2, "rsot": 1, "rec": 1})
+    assert cfg.stages[0].steps == 300
     assert cfg.model.ordinal_numbers is (name == "track_ordinal")
     model = dict(raw["model"]["config"])
     assert model.pop("context_positions", False) is (name != "track")
@@ -125,3 +126,10 @@ def test_static_share_counts_frames_whose_box_stays_at_frame_0s():
               [[0, 0, 4, 4], [0, 0, 4, 4]]]
     assert tracking_scratch.static_share(tracks) == round(100 * 2 / 3, 1)
     assert tracking_scratch.static_share([]) == 0.0
+
+
+def test_first_box_iou_scores_frame_0_and_counts_a_missing_box_as_0():
+    truth = {"a": [[10, 10, 10, 10], None], "b": [[0, 0, 4, 4]], "c": [None, [1, 1, 2, 2]]}
+    rows = [{"id": "a", "boxes": [[10, 10, 10, 5], None]}, {"id": "b", "boxes": [None]},
+            {"id": "c", "boxes": [[1, 1, 2, 2], None]}]  # c: no truth on frame 0, not counted
+    assert tracking_scratch.first_box_iou(rows, truth) == 25.0
