@@ -64,8 +64,8 @@ POSITION_FREQS = 8  # context_positions: sin/cos of pi * k * coordinate, k = 1..
 
 
 def fourier_positions(coords: torch.Tensor, freqs: int = POSITION_FREQS) -> torch.Tensor:
-    """(..., 2) coordinates in [0, 1] -> (..., 4 * freqs) sines and cosines: smooth in the place, and two nearby
-    cells differ at the high frequencies."""
+    """(..., k) coordinates in [0, 1] -> (..., 2 * k * freqs): per coordinate, its sines then its cosines. Smooth
+    in the place; two nearby cells differ at the high frequencies."""
     angles = coords[..., None] * (math.pi * torch.arange(1, freqs + 1, device=coords.device, dtype=coords.dtype))
     return torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
