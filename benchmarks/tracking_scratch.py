@@ -5,21 +5,23 @@ videos it writes the seed box again for every frame of a clip. Its context token
 say where a patch is only through the vision tower's input embeddings and the token's index in the sequence.
 ``model.config.context_positions`` adds an embedding of each context token's place in the frame
 (connectors.Connector.position_embeds), and ``model.ordinal_numbers`` starts the number tokens' embeddings, and
-that place map, from the values they stand for (regionlm/model/ordinal.py). Each arm trains the small model of motion_scratch (mask_pool with
-region_geometry, 2+2 layers, patches of 8) from random weights on the tasks that write boxes (SOT, referring
-tracking, REC; 2:1:1), then is scored on the held-out videos (val split, seed 2, as motion_scratch) with
-`regionlm eval --benchmark world-sot` and `--benchmark world-rsot`, and by how often its SOT boxes stay where
-the first box was ("static": every coordinate within 1 pixel of frame 0's; the truth's share is printed beside),
-and by the IoU of the first box the words alone give (referring tracking's frame 0, REC on a clip). One more arm
-trains REC alone, with the places embedded: can the small model find an object from words when nothing else
-competes?
+that place map, from the values they stand for (regionlm/model/ordinal.py).
+
+Each arm trains the small model of motion_scratch (mask_pool with region_geometry, 2+2 layers, patches of 8)
+from random weights on the tasks that write boxes (SOT, referring tracking, REC; 2:1:1), then is scored on the
+held-out videos (val split, seed 2, as motion_scratch) with `regionlm eval --benchmark world-sot` and
+`--benchmark world-rsot`; by how often its SOT boxes stay where the first box was ("static": every coordinate
+within 1 pixel of frame 0's; the truth's share is printed beside); by the IoU of the first box the words alone
+give (referring tracking's frame 0); and by REC on that single frame (`RegionLM.locate`: the mean IoU, and how
+the boxes' centres follow the truth's). Two more arms train REC alone, without and with the places embedded: can
+the small model find an object from words when nothing else competes? (The tracking prompts are new to them.)
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again; a cut-off run
 resumes. Prints the table with the paired difference of per-sequence AUC against the base arm (95% bootstrap
 interval) and writes OUT/tracking_scratch.json.
 
-    python benchmarks/tracking_scratch.py [--steps 4000] [--only track,track_positions,track_ordinal] [--seed 0]
-        [--out benchmarks/results/tracking_scratch]
+    python benchmarks/tracking_scratch.py [--steps 4000] [--only track,track_positions,track_ordinal,rec,rec_positions]
+        [--seed 0] [--out benchmarks/results/tracking_scratch]
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ ARMS = {
                       "(model.ordinal_numbers)"),
 }
 # REC alone, with places: can this small model find an object from words at all, when nothing else competes?
+ARMS["rec"] = ({"tasks": {"rec": 1}}, {}, "REC alone")
 ARMS["rec_positions"] = ({"tasks": {"rec": 1}}, {"context_positions": True},
                          "REC alone, each context token's place embedded")
 MODEL_SPEC = {"track_ordinal": {"ordinal_numbers": True}}  # model keys beside model.config, per arm
 PAIRS = (("track", "track_positions"), ("track_positions", "track_ordinal"), ("track", "track_ordinal"))
+# (the REC arms are compared by rec_iou; their SOT and referring tracking are untrained prompts)
 BENCHMARKS = ("world-sot", "world-rsot")
 STATIC_PX = 1.0  # a box "stays" when every coordinate is within this of frame 0's
 
@@ -101,6 +105,47 @@ def first_box_iou(rows: list, truth: dict) -> float:
     return round(100.0 * sum(ious) / max(len(ious), 1), 1)
 
 
+def rec_scores(name: str, run_dir: Path, data: Path) -> dict:
+    """REC on single frames: ``RegionLM.locate(frame, expression)`` on each referring-tracking record's first
+    frame. Returns the mean IoU (%, no box: 0) and the correlation of the boxes' centres with the truth's, in x and
+    y (found boxes only; ~0: the box does not follow the object), cached in run_dir/rec.json. Unlike world-rsot
+    this asks with the prompt every arm trained on."""
+    cache = run_dir / "rec.json"
+    if cache.is_file() and "centre_corr_x" in (cached := json.loads(cache.read_text())):
+        return cached
+    import numpy as np
+
+    from regionlm import RegionLM
+    from regionlm.eval.metrics.tracking import iou_xywh
+    from regionlm.video import VideoReader
+
+    print(f"[{name}] REC on single frames ...", file=sys.stderr, flush=True)
+    model = RegionLM.load(run_dir / "final", device="cpu", progress=False)
+    truth, ious, centres = truth_tracks(data, "rsot"), [], []
+    for line in (data / "rsot.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        box = truth[rec["id"]][rec["init_frame"]]
+        if box is None:
+            continue
+        with VideoReader(data / rec["video"]) as reader:
+            frame = reader.get_frames([rec["init_frame"]])[0]
+        found = model.locate(frame, rec["expression"])
+        ious.append(0.0 if found is None else float(iou_xywh([found], [box])[0]))
+        if found is not None:
+            centres.append([found[0] + found[2] / 2, found[1] + found[3] / 2, box[0] + box[2] / 2,
+                            box[1] + box[3] / 2])
+    c = np.array(centres, float).reshape(-1, 4)
+
+    def corr(i):
+        ok = len(c) > 2 and c[:, i].std() > 0 and c[:, i + 2].std() > 0
+        return round(float(np.corrcoef(c[:, i], c[:, i + 2])[0, 1]), 2) if ok else 0.0
+
+    out = {"mean_iou": round(100.0 * sum(ious) / max(len(ious), 1), 1), "centre_corr_x": corr(0),
+           "centre_corr_y": corr(1), "expressions": len(ious), "found": len(c)}
+    atomic_write_text(cache, json.dumps(out) + "\n")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
@@ -127,9 +172,12 @@ def main(argv=None) -> int:
                       "sot_op50": round(sot["metrics"]["op50"], 1),
                       "sot_static": static_share([r["boxes"] for r in sot["per_sample"]]),
                       "rsot_first_iou": first_box_iou(results["world-rsot"]["per_sample"], rsot_truth),
+                      **{f"rec_{k}": v for k, v in rec_scores(name, run_dir, data).items()
+                         if k in ("mean_iou", "centre_corr_x", "centre_corr_y")},
                       "sequences": sot["num_samples"], "seconds": round(time.time() - start, 1)}
     truth_static = static_share(list(truth_tracks(data).values()))
-    cols = ("world-sot_auc", "sot_op50", "sot_static", "world-rsot_auc", "rsot_first_iou")
+    cols = ("world-sot_auc", "sot_op50", "sot_static", "world-rsot_auc", "rsot_first_iou", "rec_mean_iou",
+            "rec_centre_corr_x", "rec_centre_corr_y")
     table = ["| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     table += [f"| {n} | " + " | ".join(str(r[c]) for c in cols) + " |" for n, r in rows.items()]
     table.append(f"(the truth: {truth_static}% of frames within {STATIC_PX} px of frame 0's box)")

@@ -112,11 +112,11 @@ def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(nam
     raw = motion_scratch.arm_config(name, 300, tracking_scratch.ARMS)
     raw["model"].update(tracking_scratch.MODEL_SPEC.get(name, {}))
     cfg = config_from_dict(raw, where=name)
-    assert cfg.data.tasks == ({"rec": 1} if name == "rec_positions" else {"sot": 2, "rsot": 1, "rec": 1})
+    assert cfg.data.tasks == ({"rec": 1} if name.startswith("rec") else {"sot": 2, "rsot": 1, "rec": 1})
     assert cfg.stages[0].steps == 300
     assert cfg.model.ordinal_numbers is (name == "track_ordinal")
     model = dict(raw["model"]["config"])
-    assert model.pop("context_positions", False) is (name != "track")
+    assert model.pop("context_positions", False) is (name not in ("track", "rec"))
     assert model == motion_scratch.BASE["model"]["config"]
 
 
