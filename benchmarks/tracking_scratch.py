@@ -11,7 +11,7 @@ Each arm trains the small model of motion_scratch (mask_pool with region_geometr
 from random weights on the tasks that write boxes (SOT, referring tracking, REC; 2:1:1), then is scored on the
 held-out videos (val split, seed 2, as motion_scratch) with `regionlm eval --benchmark world-sot` and
 `--benchmark world-rsot`; by how often its SOT boxes stay where the first box was ("static": every coordinate
-within 1 pixel of frame 0's; the truth's share is printed beside); by the IoU of the first box the words alone
+within 1 pixel of frame 0's; the truth's share is printed beside) and how their moves follow the object's; by the IoU of the first box the words alone
 give (referring tracking's frame 0); and by REC on that single frame (`RegionLM.locate`: the mean IoU, and how
 the boxes' centres follow the truth's). Two more arms train REC alone, without and with the places embedded: can
 the small model find an object from words when nothing else competes? (The tracking prompts are new to them.)
@@ -95,6 +95,28 @@ def truth_tracks(data: Path, task: str = "sot") -> dict:
     return tracks
 
 
+def follows(rows: list, truth: dict, frames: int = 8) -> tuple:
+    """Correlation, in x and in y, of how far each SOT box's centre moved from the sequence's first box with how
+    far the object's moved, over the first ``frames`` frames of each sequence (~0: the box does not follow)."""
+    import numpy as np
+
+    def centre(b):
+        return np.array([b[0] + b[2] / 2, b[1] + b[3] / 2])
+
+    pairs = []
+    for r in rows:
+        boxes, true = r["boxes"], truth[r["id"]]
+        start = next((t for t, b in enumerate(true) if b is not None), None)
+        if start is None or boxes[start] is None:
+            continue
+        for t in range(start + 1, min(start + frames, len(boxes))):
+            if boxes[t] is not None and true[t] is not None:
+                pairs.append([*(centre(boxes[t]) - centre(boxes[start])), *(centre(true[t]) - centre(true[start]))])
+    d = np.array(pairs, float).reshape(-1, 4)
+    ok = [len(d) > 2 and d[:, i].std() > 0 and d[:, i + 2].std() > 0 for i in (0, 1)]
+    return tuple(round(float(np.corrcoef(d[:, i], d[:, i + 2])[0, 1]), 2) if ok[i] else 0.0 for i in (0, 1))
+
+
 def first_box_iou(rows: list, truth: dict) -> float:
     """Mean IoU (%) of each sequence's box on frame 0 against the truth there (no box: 0): how well the words alone
     find the object, before any tracking."""
@@ -158,7 +180,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     data = held_out_data(out)
     rows, per_seq = {}, {}
-    rsot_truth = truth_tracks(data, "rsot")
+    rsot_truth, sot_truth = truth_tracks(data, "rsot"), truth_tracks(data)
     for name in names:
         start = time.time()
         cfg, run_dir = seeded_arm(name, args.steps, ARMS, args.seed, out)
@@ -171,12 +193,14 @@ def main(argv=None) -> int:
                       **{f"{b}_auc": round(r["metrics"]["auc"], 1) for b, r in results.items()},
                       "sot_op50": round(sot["metrics"]["op50"], 1),
                       "sot_static": static_share([r["boxes"] for r in sot["per_sample"]]),
+                      **dict(zip(("sot_follows_x", "sot_follows_y"), follows(sot["per_sample"], sot_truth))),
                       "rsot_first_iou": first_box_iou(results["world-rsot"]["per_sample"], rsot_truth),
                       **{f"rec_{k}": v for k, v in rec_scores(name, run_dir, data).items()
                          if k in ("mean_iou", "centre_corr_x", "centre_corr_y")},
                       "sequences": sot["num_samples"], "seconds": round(time.time() - start, 1)}
     truth_static = static_share(list(truth_tracks(data).values()))
-    cols = ("world-sot_auc", "sot_op50", "sot_static", "world-rsot_auc", "rsot_first_iou", "rec_mean_iou",
+    cols = ("world-sot_auc", "sot_op50", "sot_static", "sot_follows_x", "sot_follows_y", "world-rsot_auc",
+            "rsot_first_iou", "rec_mean_iou",
             "rec_centre_corr_x", "rec_centre_corr_y")
     table = ["| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     table += [f"| {n} | " + " | ".join(str(r[c]) for c in cols) + " |" for n, r in rows.items()]

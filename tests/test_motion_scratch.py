@@ -133,3 +133,14 @@ def test_first_box_iou_scores_frame_0_and_counts_a_missing_box_as_0():
     rows = [{"id": "a", "boxes": [[10, 10, 10, 5], None]}, {"id": "b", "boxes": [None]},
             {"id": "c", "boxes": [[1, 1, 2, 2], None]}]  # c: no truth on frame 0, not counted
     assert tracking_scratch.first_box_iou(rows, truth) == 25.0
+
+
+def test_follows_correlates_the_boxes_moves_with_the_objects():
+    truth = {"a": [[0, 0, 4, 4], [2, 0, 4, 4], [4, 1, 4, 4], [6, 3, 4, 4]],
+             "b": [None, [10, 10, 4, 4], [9, 12, 4, 4], [8, 13, 4, 4]]}
+    moving = [{"id": "a", "boxes": [[0, 0, 4, 4], [1, 0, 4, 4], [2, 0.5, 4, 4], [3, 1.5, 4, 4]]},
+              {"id": "b", "boxes": [None, [10, 10, 4, 4], [9.5, 11, 4, 4], [9, 11.5, 4, 4]]}]
+    still = [{"id": k, "boxes": [b if b is None else list(truth[k][1 if k == "b" else 0]) for b in truth[k]]}
+             for k in truth]
+    assert tracking_scratch.follows(moving, truth) == (1.0, 1.0)  # half the object's moves, same direction
+    assert tracking_scratch.follows(still, truth) == (0.0, 0.0)  # a box that stays follows nothing
