@@ -11,10 +11,11 @@ Each arm trains the small model of motion_scratch (mask_pool with region_geometr
 from random weights on the tasks that write boxes (SOT, referring tracking, REC; 2:1:1), then is scored on the
 held-out videos (val split, seed 2, as motion_scratch) with `regionlm eval --benchmark world-sot` and
 `--benchmark world-rsot`; by how often its SOT boxes stay where the first box was ("static": every coordinate
-within 1 pixel of frame 0's; the truth's share is printed beside) and how their moves follow the object's; by the IoU of the first box the words alone
-give (referring tracking's frame 0); and by REC on that single frame (`RegionLM.locate`: the mean IoU, and how
-the boxes' centres follow the truth's). Two more arms train REC alone, without and with the places embedded: can
-the small model find an object from words when nothing else competes? (The tracking prompts are new to them.)
+within 1 pixel of frame 0's; the truth's share is printed beside) and how their moves follow the object's; by
+the IoU of the first box the words alone give (referring tracking's frame 0); and by REC on that single frame
+(`RegionLM.locate`: the mean IoU, and how the boxes' centres follow the truth's). Two more arms train REC alone,
+without and with the places embedded: can the small model find an object from words when nothing else
+competes? (The tracking prompts are new to them.)
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again; a cut-off run
 resumes. Prints the table with the paired difference of per-sequence AUC against the base arm (95% bootstrap
@@ -49,14 +50,14 @@ ARMS = {
     "track_ordinal": (TRACK, {"context_positions": True},
                       "track_positions, the number tokens and the place map started from their value "
                       "(model.ordinal_numbers)"),
+    # REC alone: can this small model find an object from words at all, when nothing else competes?
+    "rec": ({"tasks": {"rec": 1}}, {}, "REC alone"),
+    "rec_positions": ({"tasks": {"rec": 1}}, {"context_positions": True},
+                      "REC alone, each context token's place embedded"),
 }
-# REC alone, with places: can this small model find an object from words at all, when nothing else competes?
-ARMS["rec"] = ({"tasks": {"rec": 1}}, {}, "REC alone")
-ARMS["rec_positions"] = ({"tasks": {"rec": 1}}, {"context_positions": True},
-                         "REC alone, each context token's place embedded")
 MODEL_SPEC = {"track_ordinal": {"ordinal_numbers": True}}  # model keys beside model.config, per arm
 PAIRS = (("track", "track_positions"), ("track_positions", "track_ordinal"), ("track", "track_ordinal"))
-# (the REC arms are compared by rec_iou; their SOT and referring tracking are untrained prompts)
+# (the REC arms are compared by rec_scores; their SOT and referring tracking are untrained prompts)
 BENCHMARKS = ("world-sot", "world-rsot")
 STATIC_PX = 1.0  # a box "stays" when every coordinate is within this of frame 0's
 
@@ -95,6 +96,16 @@ def truth_tracks(data: Path, task: str = "sot") -> dict:
     return tracks
 
 
+def correlation(a, b) -> float:
+    """Pearson correlation of two series, rounded; 0.0 when either is constant or there are under 3 points."""
+    import numpy as np
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 3 or a.std() == 0 or b.std() == 0:
+        return 0.0
+    return round(float(np.corrcoef(a, b)[0, 1]), 2)
+
+
 def follows(rows: list, truth: dict, frames: int = 8) -> tuple:
     """Correlation, in x and in y, of how far each SOT box's centre moved from the sequence's first box with how
     far the object's moved, over the first ``frames`` frames of each sequence (~0: the box does not follow)."""
@@ -113,8 +124,7 @@ def follows(rows: list, truth: dict, frames: int = 8) -> tuple:
             if boxes[t] is not None and true[t] is not None:
                 pairs.append([*(centre(boxes[t]) - centre(boxes[start])), *(centre(true[t]) - centre(true[start]))])
     d = np.array(pairs, float).reshape(-1, 4)
-    ok = [len(d) > 2 and d[:, i].std() > 0 and d[:, i + 2].std() > 0 for i in (0, 1)]
-    return tuple(round(float(np.corrcoef(d[:, i], d[:, i + 2])[0, 1]), 2) if ok[i] else 0.0 for i in (0, 1))
+    return correlation(d[:, 0], d[:, 2]), correlation(d[:, 1], d[:, 3])
 
 
 def first_box_iou(rows: list, truth: dict) -> float:
@@ -127,14 +137,14 @@ def first_box_iou(rows: list, truth: dict) -> float:
     return round(100.0 * sum(ious) / max(len(ious), 1), 1)
 
 
-def rec_scores(name: str, run_dir: Path, data: Path) -> dict:
+def rec_scores(name: str, run_dir: Path, data: Path, truth: dict) -> dict:
     """REC on single frames: ``RegionLM.locate(frame, expression)`` on each referring-tracking record's first
-    frame. Returns the mean IoU (%, no box: 0) and the correlation of the boxes' centres with the truth's, in x and
-    y (found boxes only; ~0: the box does not follow the object), cached in run_dir/rec.json. Unlike world-rsot
-    this asks with the prompt every arm trained on."""
+    frame (``truth``: truth_tracks of rsot). Returns the mean IoU (%, no box: 0) and the correlation of the boxes'
+    centres with the truth's, in x and y (found boxes only; ~0: the box does not follow the object), cached in
+    run_dir/rec.json. Unlike world-rsot this asks with the prompt every arm trained on."""
     cache = run_dir / "rec.json"
-    if cache.is_file() and "centre_corr_x" in (cached := json.loads(cache.read_text())):
-        return cached
+    if cache.is_file():
+        return json.loads(cache.read_text())
     import numpy as np
 
     from regionlm import RegionLM
@@ -143,27 +153,24 @@ def rec_scores(name: str, run_dir: Path, data: Path) -> dict:
 
     print(f"[{name}] REC on single frames ...", file=sys.stderr, flush=True)
     model = RegionLM.load(run_dir / "final", device="cpu", progress=False)
-    truth, ious, centres = truth_tracks(data, "rsot"), [], []
+    ious, centres, videos = [], [], {}
     for line in (data / "rsot.jsonl").read_text().splitlines():
         rec = json.loads(line)
         box = truth[rec["id"]][rec["init_frame"]]
         if box is None:
             continue
-        with VideoReader(data / rec["video"]) as reader:
-            frame = reader.get_frames([rec["init_frame"]])[0]
-        found = model.locate(frame, rec["expression"])
+        if rec["video"] not in videos:  # several expressions per video: each is decoded once
+            with VideoReader(data / rec["video"]) as reader:
+                videos[rec["video"]] = reader.get_frames(list(range(reader.num_frames)))
+        found = model.locate(videos[rec["video"]][rec["init_frame"]], rec["expression"])
         ious.append(0.0 if found is None else float(iou_xywh([found], [box])[0]))
         if found is not None:
             centres.append([found[0] + found[2] / 2, found[1] + found[3] / 2, box[0] + box[2] / 2,
                             box[1] + box[3] / 2])
     c = np.array(centres, float).reshape(-1, 4)
-
-    def corr(i):
-        ok = len(c) > 2 and c[:, i].std() > 0 and c[:, i + 2].std() > 0
-        return round(float(np.corrcoef(c[:, i], c[:, i + 2])[0, 1]), 2) if ok else 0.0
-
-    out = {"mean_iou": round(100.0 * sum(ious) / max(len(ious), 1), 1), "centre_corr_x": corr(0),
-           "centre_corr_y": corr(1), "expressions": len(ious), "found": len(c)}
+    out = {"mean_iou": round(100.0 * sum(ious) / max(len(ious), 1), 1),
+           "centre_corr_x": correlation(c[:, 0], c[:, 2]), "centre_corr_y": correlation(c[:, 1], c[:, 3]),
+           "expressions": len(ious), "found": len(c)}
     atomic_write_text(cache, json.dumps(out) + "\n")
     return out
 
@@ -195,13 +202,12 @@ def main(argv=None) -> int:
                       "sot_static": static_share([r["boxes"] for r in sot["per_sample"]]),
                       **dict(zip(("sot_follows_x", "sot_follows_y"), follows(sot["per_sample"], sot_truth))),
                       "rsot_first_iou": first_box_iou(results["world-rsot"]["per_sample"], rsot_truth),
-                      **{f"rec_{k}": v for k, v in rec_scores(name, run_dir, data).items()
+                      **{f"rec_{k}": v for k, v in rec_scores(name, run_dir, data, rsot_truth).items()
                          if k in ("mean_iou", "centre_corr_x", "centre_corr_y")},
                       "sequences": sot["num_samples"], "seconds": round(time.time() - start, 1)}
-    truth_static = static_share(list(truth_tracks(data).values()))
+    truth_static = static_share(list(sot_truth.values()))
     cols = ("world-sot_auc", "sot_op50", "sot_static", "sot_follows_x", "sot_follows_y", "world-rsot_auc",
-            "rsot_first_iou", "rec_mean_iou",
-            "rec_centre_corr_x", "rec_centre_corr_y")
+            "rsot_first_iou", "rec_mean_iou", "rec_centre_corr_x", "rec_centre_corr_y")
     table = ["| arm | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     table += [f"| {n} | " + " | ".join(str(r[c]) for c in cols) + " |" for n, r in rows.items()]
     table.append(f"(the truth: {truth_static}% of frames within {STATIC_PX} px of frame 0's box)")

@@ -34,5 +34,5 @@ def init_ordinal_numbers(model, number_ids: Sequence[int], seed: int = 0) -> Non
         out = model.get_output_embeddings()
         if out is not None and out.weight.data_ptr() != emb.data_ptr():  # untied: the output side as well
             out.weight[ids] += part.to(out.weight)
-        if getattr(model.connector, "position", None) is not None:
+        if model.config.context_positions:
             model.connector.position.weight.copy_(torch.cat([proj, proj], dim=1).to(model.connector.position.weight))

@@ -381,8 +381,7 @@ def build_model(cfg: TrainConfig, tokenizer=None):
         from regionlm.model.ordinal import init_ordinal_numbers
         from regionlm.model.tokenizer import NUMBERS
 
-        vocab = tokenizer.get_vocab()
-        missing = [n for n in NUMBERS if n not in vocab]
+        missing = [n for n in NUMBERS if n not in vocab]  # vocab: the tokenizer's, read above
         if missing:
             raise RegionLMError(f"model.ordinal_numbers: the tokenizer has no token for {', '.join(missing[:5])}")
         init_ordinal_numbers(model, [vocab[n] for n in NUMBERS], seed=cfg.seed)
