@@ -15,13 +15,15 @@ within 1 pixel of frame 0's; the truth's share is printed beside) and how their 
 the IoU of the first box the words alone give (referring tracking's frame 0); and by REC on that single frame
 (`RegionLM.locate`: the mean IoU, and how the boxes' centres follow the truth's). Two more arms train REC alone,
 without and with the places embedded: can the small model find an object from words when nothing else
-competes? (The tracking prompts are new to them.)
+competes? (The tracking prompts are new to them.) Then a curriculum: rec_then_track trains the mix for as many steps
+again starting from rec_positions, against track_positions_more, which trains track_positions as long again (the
+same 2x budget).
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again; a cut-off run
 resumes. Prints the table with the paired difference of per-sequence AUC against the base arm (95% bootstrap
 interval) and writes OUT/tracking_scratch.json.
 
-    python benchmarks/tracking_scratch.py [--steps 4000] [--only track,track_positions,track_ordinal,rec,rec_positions]
+    python benchmarks/tracking_scratch.py [--steps 4000] [--only track,rec_positions,rec_then_track]
         [--seed 0] [--out benchmarks/results/tracking_scratch]
 """
 
@@ -54,12 +56,28 @@ ARMS = {
     "rec": ({"tasks": {"rec": 1}}, {}, "REC alone"),
     "rec_positions": ({"tasks": {"rec": 1}}, {"context_positions": True},
                       "REC alone, each context token's place embedded"),
+    # a curriculum: the mix, started from rec_positions (the one arm that began to localise), and its
+    # equal-budget control, track_positions trained as long again on the mix
+    "rec_then_track": (TRACK, {"context_positions": True}, "rec_positions, then the mix as long again"),
+    "track_positions_more": (TRACK, {"context_positions": True}, "track_positions, then the mix as long again"),
 }
 MODEL_SPEC = {"track_ordinal": {"ordinal_numbers": True}}  # model keys beside model.config, per arm
-PAIRS = (("track", "track_positions"), ("track_positions", "track_ordinal"), ("track", "track_ordinal"))
+INIT_FROM = {"rec_then_track": "rec_positions", "track_positions_more": "track_positions"}  # arm -> arm it goes on
+PAIRS = (("track", "track_positions"), ("track_positions", "track_ordinal"), ("track", "track_ordinal"),
+         ("track_positions", "track_positions_more"), ("track_positions_more", "rec_then_track"))
 # (the REC arms are compared by rec_scores; their SOT and referring tracking are untrained prompts)
 BENCHMARKS = ("world-sot", "world-rsot")
 STATIC_PX = 1.0  # a box "stays" when every coordinate is within this of frame 0's
+
+
+def arm_run(name: str, steps: int, seed: int, out: Path) -> tuple[dict, Path]:
+    """Arm ``name``'s training config and run folder. An arm of INIT_FROM starts from the final weights of the arm
+    it goes on from (OUT/runs/PARENT/final, which carry its model.config)."""
+    cfg, run_dir = seeded_arm(name, steps, ARMS, seed, out)
+    cfg["model"].update(MODEL_SPEC.get(name, {}))
+    if name in INIT_FROM:
+        cfg["model"] = {"init_from": str(arm_run(INIT_FROM[name], steps, seed, out)[1] / "final")}
+    return cfg, run_dir
 
 
 def evaluate(name: str, run_dir: Path, data: Path, bench: str) -> dict:
@@ -190,8 +208,9 @@ def main(argv=None) -> int:
     rsot_truth, sot_truth = truth_tracks(data, "rsot"), truth_tracks(data)
     for name in names:
         start = time.time()
-        cfg, run_dir = seeded_arm(name, args.steps, ARMS, args.seed, out)
-        cfg["model"].update(MODEL_SPEC.get(name, {}))
+        if name in INIT_FROM:  # the arm it goes on from is trained first
+            train_arm(INIT_FROM[name], *arm_run(INIT_FROM[name], args.steps, args.seed, out))
+        cfg, run_dir = arm_run(name, args.steps, args.seed, out)
         train_arm(name, cfg, run_dir)
         results = {b: evaluate(name, run_dir, data, b) for b in BENCHMARKS}
         sot = results["world-sot"]

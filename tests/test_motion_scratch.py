@@ -107,10 +107,10 @@ def test_paired_effects_pair_each_variant_with_its_base(tmp_path):
     assert (right, n, follows, n_swaps) == (50.0, 4, 50.0, 2)
 
 
-@pytest.mark.parametrize("name", list(tracking_scratch.ARMS))
-def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(name):
-    raw = motion_scratch.arm_config(name, 300, tracking_scratch.ARMS)
-    raw["model"].update(tracking_scratch.MODEL_SPEC.get(name, {}))
+@pytest.mark.parametrize("name", [n for n in tracking_scratch.ARMS if n not in tracking_scratch.INIT_FROM])
+def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(name, tmp_path):
+    raw, run_dir = tracking_scratch.arm_run(name, 300, 0, tmp_path)
+    assert run_dir == tmp_path / "runs" / name
     cfg = config_from_dict(raw, where=name)
     assert cfg.data.tasks == ({"rec": 1} if name.startswith("rec") else {"sot": 2, "rsot": 1, "rec": 1})
     assert cfg.stages[0].steps == 300
@@ -118,6 +118,19 @@ def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(nam
     model = dict(raw["model"]["config"])
     assert model.pop("context_positions", False) is (name not in ("track", "rec"))
     assert model == motion_scratch.BASE["model"]["config"]
+
+
+@pytest.mark.parametrize("name", list(tracking_scratch.INIT_FROM))
+def test_curriculum_arms_go_on_from_their_parents_final_weights_on_the_mix(name, tmp_path):
+    raw, run_dir = tracking_scratch.arm_run(name, 300, 3, tmp_path)
+    parent = tracking_scratch.INIT_FROM[name]
+    assert run_dir == tmp_path / "runs" / f"{name}-s3"
+    parent_final = tmp_path / "runs" / f"{parent}-s3" / "final"
+    assert raw["model"] == {"init_from": str(parent_final)}  # the parent's model.config is saved there
+    parent_final.mkdir(parents=True)  # (the config checks that the folder exists)
+    cfg = config_from_dict(raw, where=name)
+    assert cfg.data.tasks == {"sot": 2, "rsot": 1, "rec": 1} and cfg.stages[0].steps == 300 and cfg.seed == 3
+    assert tracking_scratch.ARMS[parent][1] == {"context_positions": True}  # both parents embed the places
 
 
 def test_static_share_counts_frames_whose_box_stays_at_frame_0s():
