@@ -17,7 +17,7 @@ the IoU of the first box the words alone give (referring tracking's frame 0); an
 without and with the places embedded: can the small model find an object from words when nothing else
 competes? (The tracking prompts are new to them.) Then a curriculum: rec_then_track trains the mix for as many steps
 again starting from rec_positions, against track_positions_more, which trains track_positions as long again (the
-same 2x budget).
+same 2x budget). The _frames arms also embed which frame each context token is from (model.config.context_frames).
 
 A trained arm (OUT/runs/ARM/final) is not trained again and a scored one is not scored again; a cut-off run
 resumes. Prints the table with the paired difference of per-sequence AUC against the base arm (95% bootstrap
@@ -58,13 +58,20 @@ ARMS = {
                       "REC alone, each context token's place embedded"),
     # a curriculum: the mix, started from rec_positions (the one arm that began to localise), and its
     # equal-budget control, track_positions trained as long again on the mix
-    "rec_then_track": (TRACK, {"context_positions": True}, "rec_positions, then the mix as long again"),
-    "track_positions_more": (TRACK, {"context_positions": True}, "track_positions, then the mix as long again"),
+    # (an arm of INIT_FROM lists only the model.config options it adds to its parent's)
+    "rec_then_track": (TRACK, {}, "rec_positions, then the mix as long again"),
+    "track_positions_more": (TRACK, {}, "track_positions, then the mix as long again"),
+    # which frame each context token is from (context_frames): box k of a track is to be read from frame k
+    "track_frames": (TRACK, {"context_positions": True, "context_frames": True},
+                     "track_positions, each context token's frame embedded too (context_frames)"),
+    "rec_then_track_frames": (TRACK, {"context_frames": True}, "rec_then_track, each context token's frame embedded"),
 }
 MODEL_SPEC = {"track_ordinal": {"ordinal_numbers": True}}  # model keys beside model.config, per arm
-INIT_FROM = {"rec_then_track": "rec_positions", "track_positions_more": "track_positions"}  # arm -> arm it goes on
+INIT_FROM = {"rec_then_track": "rec_positions", "track_positions_more": "track_positions",  # arm -> arm it goes on
+             "rec_then_track_frames": "rec_positions"}
 PAIRS = (("track", "track_positions"), ("track_positions", "track_ordinal"), ("track", "track_ordinal"),
-         ("track_positions", "track_positions_more"), ("track_positions_more", "rec_then_track"))
+         ("track_positions", "track_positions_more"), ("track_positions_more", "rec_then_track"),
+         ("track_positions", "track_frames"), ("rec_then_track", "rec_then_track_frames"))
 # (the REC arms are compared by rec_scores; their SOT and referring tracking are untrained prompts)
 BENCHMARKS = ("world-sot", "world-rsot")
 STATIC_PX = 1.0  # a box "stays" when every coordinate is within this of frame 0's
@@ -72,11 +79,13 @@ STATIC_PX = 1.0  # a box "stays" when every coordinate is within this of frame 0
 
 def arm_run(name: str, steps: int, seed: int, out: Path) -> tuple[dict, Path]:
     """Arm ``name``'s training config and run folder. An arm of INIT_FROM starts from the final weights of the arm
-    it goes on from (OUT/runs/PARENT/final, which carry its model.config)."""
+    it goes on from (OUT/runs/PARENT/final, which carry its model.config), with the options it adds."""
     cfg, run_dir = seeded_arm(name, steps, ARMS, seed, out)
     cfg["model"].update(MODEL_SPEC.get(name, {}))
     if name in INIT_FROM:
         cfg["model"] = {"init_from": str(arm_run(INIT_FROM[name], steps, seed, out)[1] / "final")}
+        if ARMS[name][1]:
+            cfg["model"]["config"] = dict(ARMS[name][1])
     return cfg, run_dir
 
 

@@ -7,7 +7,7 @@ import torch
 
 from regionlm.errors import RegionLMError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
-from regionlm.model.connectors import build_connector, cell_centres, fourier_positions
+from regionlm.model.connectors import build_connector, cell_centres, cell_times, fourier_positions
 
 TINY_VISION = {"model_type": "siglip_vision_model", "vision_use_head": False, "image_size": 32, "patch_size": 8,
                "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
@@ -66,6 +66,26 @@ def test_context_positions_embed_each_tokens_place(connector):
     assert len({tuple(c) for c in centres[0, :per_frame].tolist()}) == per_frame
     # off by default: no parameters, and the model adds nothing
     assert not hasattr(build_connector(tiny_config(connector=connector), 32, 64), "position")
+
+
+@pytest.mark.parametrize("connector", ["pool", "stc", "t_selector"])
+def test_context_frames_embed_the_time_each_token_stands_for(connector):
+    cfg = tiny_config(connector=connector, t_selector_keep=5, context_frames=True)
+    conn = build_connector(cfg, 32, 64)
+    g, frames = cfg.grid_size, 4
+    features = torch.randn(2, frames, g, g, 32)
+    out = conn(features)
+    emb = conn.frame_embeds(features, out)
+    assert emb.shape == out.tokens.shape
+    times = conn.reduce_maps(cell_times(2, frames, g, g, "cpu", torch.float32), out)[0, :, 0]
+    assert torch.allclose(emb, conn.frame_position(fourier_positions(times[None, :, None].expand(2, -1, 1))))
+    # a token stands for the mean time of its frames: its own frame's centre, or (stc) the merged frames' mean
+    stride = cfg.stc_temporal_stride if connector == "stc" else 1
+    assert torch.allclose(times, (out.frame_index.float() + stride / 2) / frames)  # frame_index: the first one
+    first, second = (out.frame_index == i for i in out.frame_index.unique()[:2])
+    assert torch.allclose(emb[0, first][0], emb[0, first][-1])  # the same within a frame
+    assert not torch.allclose(emb[0, first][0], emb[0, second][0])  # different between frames
+    assert not hasattr(build_connector(tiny_config(connector=connector), 32, 64), "frame_position")
 
 
 def test_context_positions_change_the_video_tokens_only_by_their_embedding():

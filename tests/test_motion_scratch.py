@@ -117,6 +117,7 @@ def test_tracking_arms_train_the_box_tasks_and_differ_in_their_own_keys_only(nam
     assert cfg.model.ordinal_numbers is (name == "track_ordinal")
     model = dict(raw["model"]["config"])
     assert model.pop("context_positions", False) is (name not in ("track", "rec"))
+    assert model.pop("context_frames", False) is (name == "track_frames")
     assert model == motion_scratch.BASE["model"]["config"]
 
 
@@ -126,11 +127,12 @@ def test_curriculum_arms_go_on_from_their_parents_final_weights_on_the_mix(name,
     parent = tracking_scratch.INIT_FROM[name]
     assert run_dir == tmp_path / "runs" / f"{name}-s3"
     parent_final = tmp_path / "runs" / f"{parent}-s3" / "final"
-    assert raw["model"] == {"init_from": str(parent_final)}  # the parent's model.config is saved there
+    added = {"context_frames": True} if name.endswith("_frames") else None  # what it adds to its parent
+    assert raw["model"] == {"init_from": str(parent_final), **({"config": added} if added else {})}
     parent_final.mkdir(parents=True)  # (the config checks that the folder exists)
     cfg = config_from_dict(raw, where=name)
     assert cfg.data.tasks == {"sot": 2, "rsot": 1, "rec": 1} and cfg.stages[0].steps == 300 and cfg.seed == 3
-    assert tracking_scratch.ARMS[parent][1] == {"context_positions": True}  # both parents embed the places
+    assert tracking_scratch.ARMS[parent][1] == {"context_positions": True}  # every parent embeds the places
 
 
 def test_static_share_counts_frames_whose_box_stays_at_frame_0s():

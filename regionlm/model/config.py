@@ -46,6 +46,7 @@ class RegionLMConfig(PreTrainedConfig):
     t_selector_keep: int = 16  # t_selector: tokens kept per frame (top-k by the gate)
     projector_hidden_act: str = "gelu"
     context_positions: bool = False  # add an embedding of each context token's place in the frame (connectors.py)
+    context_frames: bool = False  # add an embedding of the time in the clip each context token stands for
 
     # region encoder
     region_encoder: str = "token_mark"

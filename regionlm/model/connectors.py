@@ -11,7 +11,8 @@ encoders reuse both halves through three methods, so a region is projected exact
 
 With ``context_positions`` every connector also embeds where each token sits in the frame (``position_embeds``):
 the mean centre of the cells it covers, through ``reduce_maps``, so pooled, convolved and selected tokens all get
-the place they stand for.
+the place they stand for. With ``context_frames`` it embeds, the same way, the time in the clip a token stands for
+(its frames' mean centre as a fraction of the clip).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Projector(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-POSITION_FREQS = 8  # context_positions: sin/cos of pi * k * coordinate, k = 1..8, for x and y
+POSITION_FREQS = 8  # context_positions / context_frames: sin/cos of pi * k * coordinate, k = 1..8, for x, y, t
 
 
 def fourier_positions(coords: torch.Tensor, freqs: int = POSITION_FREQS) -> torch.Tensor:
@@ -78,6 +79,12 @@ def cell_centres(batch: int, frames: int, h: int, w: int, device, dtype) -> torc
     return grid.expand(batch, frames, h, w, 2).contiguous()
 
 
+def cell_times(batch: int, frames: int, h: int, w: int, device, dtype) -> torch.Tensor:
+    """(B, T, h, w, 1): each cell's frame centre as a fraction of the clip."""
+    ts = (torch.arange(frames, device=device, dtype=dtype) + 0.5) / frames
+    return ts[None, :, None, None, None].expand(batch, frames, h, w, 1).contiguous()
+
+
 class Connector(nn.Module):
     name = "base"
 
@@ -90,6 +97,10 @@ class Connector(nn.Module):
             # tells it where each token is, which it otherwise has to recover from the tower's input embeddings
             # or the token's index in the sequence.
             self.position = nn.Linear(4 * POSITION_FREQS, text_dim)
+        if config.context_frames:
+            # and which frame: a track's answer writes "Frame k: [box]", so box k must be read from frame k's
+            # tokens, which a fresh LM otherwise tells apart only by their index in the sequence
+            self.frame_position = nn.Linear(2 * POSITION_FREQS, text_dim)
 
     def forward(self, features: torch.Tensor) -> ContextOutput:
         raise NotImplementedError
@@ -108,6 +119,12 @@ class Connector(nn.Module):
         b, t, h, w, _ = features.shape
         centres = self.reduce_maps(cell_centres(b, t, h, w, features.device, self.position.weight.dtype), out)
         return self.position(fourier_positions(centres))
+
+    def frame_embeds(self, features: torch.Tensor, out: ContextOutput) -> torch.Tensor:
+        """(B, N, D): the time in the clip each context token stands for (its frames' mean centre), embedded."""
+        b, t, h, w, _ = features.shape
+        times = self.reduce_maps(cell_times(b, t, h, w, features.device, self.frame_position.weight.dtype), out)
+        return self.frame_position(fourier_positions(times))
 
     def _minus_zero(self, x: torch.Tensor) -> torch.Tensor:
         """projector(x) - projector(0): a projection that keeps zero at zero (exactly, not up to rounding)."""

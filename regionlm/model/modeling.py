@@ -159,6 +159,8 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         tokens = context.tokens
         if cfg.context_positions:
             tokens = tokens + self.connector.position_embeds(features, context)
+        if cfg.context_frames:
+            tokens = tokens + self.connector.frame_embeds(features, context)
         if regions is not None:
             encoding = self.region_encoder(features, regions, context)
             if encoding.residual is not None:
