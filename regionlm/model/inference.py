@@ -34,6 +34,7 @@ from ..regions import (RegionPrompt, box_to_mask, box_to_text, box_xywh_to_xyxy,
 from ..video import VideoReader, sample_indices
 from .example import Example, Region
 from .loop_guard import NoTripleRepeat, StopOnLoop, cut_loop
+from .kv_cache import cache_kwargs, output_cache
 from .processing import IGNORE
 from .propagation import PROPAGATIONS, propagate_region
 from .prompts import build_prompt, sot_answer
@@ -399,9 +400,10 @@ class RegionLMSystem:
         model's output on those, once (its key/value cache and its last position's logits); each row's tail
         (``tail_inputs``, positions start..) runs from that cache. Call under no_grad."""
         n = len(labels)
-        cache = head.past_key_values
+        lm = self.model.language_model
+        cache = output_cache(head)
         cache.batch_repeat_interleave(n)
-        tail = self.model.language_model(**tail_inputs, past_key_values=cache, use_cache=False)
+        tail = lm(**tail_inputs, **cache_kwargs(lm, cache), use_cache=False)
         # the logits predicting tokens start.. : the head's last position, then the tail's
         logits = torch.cat([head.logits[:, -1:].expand(n, -1, -1), tail.logits[:, :-1]], dim=1)
         return summed_logprobs(logits, labels[:, start:].to(self.device))
@@ -474,12 +476,11 @@ class RegionLMSystem:
             tail_mask = torch.zeros((len(tails), n), dtype=mask.dtype)
             for r, (_, ids, lab) in enumerate(tails):
                 tail_ids[r, :len(ids)], labels[r, :len(ids)], tail_mask[r, :len(ids)] = ids, lab, 1
-            cache = head.past_key_values
+            cache, lm = output_cache(head), self.model.language_model
             cache.batch_select_indices(rows.to(dev))
             positions = torch.tensor(lengths)[rows][:, None] + torch.arange(n)
-            tail = self.model.language_model(input_ids=tail_ids.to(dev), past_key_values=cache, use_cache=False,
-                                             attention_mask=torch.cat([mask[rows], tail_mask], 1).to(dev),
-                                             position_ids=positions.to(dev))
+            tail = lm(input_ids=tail_ids.to(dev), **cache_kwargs(lm, cache), use_cache=False,
+                      attention_mask=torch.cat([mask[rows], tail_mask], 1).to(dev), position_ids=positions.to(dev))
             # the logits predicting each tail's tokens: its question's last prompt position, then the tail's
             logits = torch.cat([head.logits[rows.to(dev), -1:], tail.logits[:, :-1]], dim=1)
             for (q, _, _), score in zip(tails, summed_logprobs(logits, labels.to(dev))):

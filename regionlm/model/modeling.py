@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 
 from .config import RegionLMConfig
 from .connectors import build_connector
+from .kv_cache import cache_kwargs, output_cache
 from .region.base import RegionInputs, build_region_encoder
 
 
@@ -27,7 +28,7 @@ class RegionLMOutput(ModelOutput):
     lm_loss: Optional[torch.Tensor] = None
     aux_loss: Optional[torch.Tensor] = None
     pixel_loss: Optional[torch.Tensor] = None
-    past_key_values: Optional[object] = None
+    cache: Optional[object] = None  # the language model's key/value cache (named `cache` from transformers 5.24)
 
 
 class RegionLMPreTrainedModel(PreTrainedModel):
@@ -191,7 +192,7 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, pixel_values=None, region_masks=None,
                 region_given=None, region_valid=None, object_masks=None, object_valid=None, labels=None,
-                inputs_embeds=None, past_key_values=None, use_cache=None, **kwargs) -> RegionLMOutput:
+                inputs_embeds=None, cache=None, use_cache=None, past_key_values=None, **kwargs) -> RegionLMOutput:
         encoding, video_pos, features, pixels = None, None, None, None
         if inputs_embeds is None:
             inputs_embeds, encoding, video_pos, features, pixels = self.embed_inputs(
@@ -200,9 +201,10 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
         want_aux = labels is not None and encoding is not None and bool(encoding.aux)
         if labels is not None and use_cache is None:  # training: the LM would fill a key/value cache for nothing
             use_cache = False
+        cache = cache if cache is not None else past_key_values
         out = self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
-                                  past_key_values=past_key_values, use_cache=use_cache,
-                                  output_hidden_states=want_aux, **kwargs)
+                                  use_cache=use_cache, output_hidden_states=want_aux,
+                                  **cache_kwargs(self.language_model, cache), **kwargs)
         loss, aux = out.loss, None
         if want_aux:
             last = out.hidden_states[-1]
@@ -216,7 +218,7 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
             pixel_loss = nn.functional.mse_loss(self.pixel_head(features), target)
             loss = loss + self.config.pixel_recon_alpha * pixel_loss
         return RegionLMOutput(loss=loss, logits=out.logits, lm_loss=out.loss, aux_loss=aux, pixel_loss=pixel_loss,
-                              past_key_values=getattr(out, "past_key_values", None))
+                              cache=output_cache(out))
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, pixel_values=None, region_masks=None, region_given=None,
