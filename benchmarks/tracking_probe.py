@@ -55,15 +55,9 @@ def context_tokens(model, batch) -> Tokens:
     """The LM's context tokens of a processed batch grouped by frame, and the region's cover of each."""
     from regionlm.model.connectors import cell_centres
 
-    cfg = model.config
     with torch.no_grad():
         features = model.vision_features(batch["pixel_values"].to(model.dtype))
-        out = model.connector(features)
-        tokens = out.tokens
-        if cfg.context_positions:
-            tokens = tokens + model.connector.position_embeds(features, out)
-        if cfg.context_frames:
-            tokens = tokens + model.connector.frame_embeds(features, out)
+        tokens, out = model.context_tokens(features)
         b, t, h, w, _ = features.shape
         masks = batch["region_masks"][:, 0].float()  # (B, T, H, W): the one region of each sample
         cells = F.adaptive_avg_pool2d(masks.flatten(0, 1)[:, None], (h, w)).reshape(b, t, h, w, 1)
@@ -73,7 +67,7 @@ def context_tokens(model, batch) -> Tokens:
     steps = frames.unique()
     per = int((frames == steps[0]).sum())
     if any(int((frames == s).sum()) != per for s in steps):
-        raise SystemExit(f"--model: connector {cfg.connector!r} keeps a different number of tokens per frame")
+        raise SystemExit(f"--model: connector {model.config.connector!r} keeps a different number of tokens per frame")
     order = torch.argsort(frames, stable=True)
     shape = (b, len(steps), per)
     return Tokens(tokens[:, order].reshape(*shape, -1).float(), cover[:, order].reshape(shape),

@@ -133,6 +133,17 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
 
     # ------------------------------------------------------------ embedding
 
+    def context_tokens(self, features: torch.Tensor):
+        """The connector's tokens of vision features (B, T, h, w, C) with the config's place and time embeddings
+        added, and the connector's output (for its maps)."""
+        context = self.connector(features)
+        tokens = context.tokens
+        if self.config.context_positions:
+            tokens = tokens + self.connector.position_embeds(features, context)
+        if self.config.context_frames:
+            tokens = tokens + self.connector.frame_embeds(features, context)
+        return tokens, context
+
     def embed_inputs(self, input_ids, pixel_values=None, region_masks=None, region_given=None, region_valid=None,
                      object_masks=None, object_valid=None, return_features=False):
         """Token embeddings with context, region and object tokens spliced in. Returns (embeds, encoding,
@@ -156,12 +167,7 @@ class RegionLMForConditionalGeneration(RegionLMPreTrainedModel):
                 regions.on_host()  # the regions' bookkeeping copied to the host now too, as ids above
             pixel_values = self.region_encoder.prepare_pixels(pixel_values, regions)
         features = self.vision_features(pixel_values.to(self.dtype))
-        context = self.connector(features)
-        tokens = context.tokens
-        if cfg.context_positions:
-            tokens = tokens + self.connector.position_embeds(features, context)
-        if cfg.context_frames:
-            tokens = tokens + self.connector.frame_embeds(features, context)
+        tokens, context = self.context_tokens(features)
         if regions is not None:
             encoding = self.region_encoder(features, regions, context)
             if encoding.residual is not None:
