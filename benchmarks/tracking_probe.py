@@ -17,8 +17,13 @@ with fresh random weights (what the pixels alone give). Scores over the frames a
 centre error in pixels (copying frame 0's centre: "copy"), the share of frames whose most-pointed token covers
 the object (and the error of that token's centre), and how the guessed moves from frame 0 follow the true ones (correlation in x and y).
 
+Then the trained model's probe with the prior tracks: on the world-sot sequences of the held-out videos (val,
+seed 2, as tracking_scratch), each later frame's box is the first box moved to where the probe points (its prior
+centred where it pointed on the frame before), scored by the benchmark's own success AUC against repeating the
+first box.
+
     python benchmarks/tracking_probe.py [--model regionlm/assets/default_model] [--train 480] [--test 240]
-        [--steps 600] [--out benchmarks/results/tracking_probe]
+        [--steps 600] [--sot 222] [--out benchmarks/results/tracking_probe]
 """
 
 from __future__ import annotations
@@ -30,12 +35,15 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from motion_scratch import VAL, held_out_data  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 TRAIN_SEED, TEST_SEED = 5, 6  # world seeds no training run streams (training: 0 and 3, test split 1, val 2)
@@ -63,15 +71,18 @@ def context_tokens(model, batch) -> Tokens:
         cells = F.adaptive_avg_pool2d(masks.flatten(0, 1)[:, None], (h, w)).reshape(b, t, h, w, 1)
         cover = model.connector.reduce_maps(cells, out)[..., 0]
         centres = model.connector.reduce_maps(cell_centres(b, t, h, w, features.device, torch.float32), out)
-    frames = out.frame_index
+    x, cover, centres = (by_frame(v, out.frame_index, model.config.connector) for v in (tokens, cover, centres))
+    return Tokens(x.float(), cover, centres, float(masks.shape[-1]))
+
+
+def by_frame(values: torch.Tensor, frames: torch.Tensor, connector: str) -> torch.Tensor:
+    """(B, N, ...) per token -> (B, T', P, ...) per frame step and token (the tokens in their frame's order)."""
     steps = frames.unique()
     per = int((frames == steps[0]).sum())
     if any(int((frames == s).sum()) != per for s in steps):
-        raise SystemExit(f"--model: connector {model.config.connector!r} keeps a different number of tokens per frame")
+        raise SystemExit(f"--model: connector {connector!r} keeps a different number of tokens per frame")
     order = torch.argsort(frames, stable=True)
-    shape = (b, len(steps), per)
-    return Tokens(tokens[:, order].reshape(*shape, -1).float(), cover[:, order].reshape(shape),
-                  centres[:, order].reshape(*shape, 2), float(masks.shape[-1]))
+    return values[:, order].reshape(values.shape[0], len(steps), per, *values.shape[2:])
 
 
 def collect(model, processor, seed: int, samples: int, batch: int = 16) -> Tokens:
@@ -194,21 +205,72 @@ def score(probe: MatchProbe, data: Tokens, shuffle_queries: bool = False) -> dic
             "follows_x": round(corr[0], 2), "follows_y": round(corr[1], 2)}
 
 
+def point_track(model, processor, probe: MatchProbe, frames: np.ndarray, init_box: tuple) -> list:
+    """Boxes (xywh, video pixels) on every frame of ``frames`` (T, H, W, 3) from the first frame's box: on each
+    later frame the probe (with its place prior, centred where it pointed on the frame before) points at the
+    object, and the first box moves there."""
+    from regionlm.model.example import Example, Region
+    from regionlm.regions import box_to_mask, box_xywh_to_xyxy
+
+    t, h, w, _ = frames.shape
+    masks = np.zeros((t, h, w), bool)
+    masks[0] = box_to_mask(box_xywh_to_xyxy(init_box), h, w)
+    given = np.zeros(t, bool)
+    given[0] = True
+    example = Example("track", frames, "<region>", regions=[Region(masks, given)])
+    data = context_tokens(model, processor([example], train=False))
+    if data.x.shape[1] != t:
+        raise SystemExit(f"--model: connector {model.config.connector!r} merges frames; the SOT score needs one "
+                         f"token step per frame")
+    x = (data.x - probe.mean) / probe.std
+    q = queries(replace(data, x=x))
+    x0, y0, bw, bh = init_box
+    place = torch.tensor([(x0 + bw / 2) / w, (y0 + bh / 2) / h])
+    boxes = [list(init_box)]
+    with torch.no_grad():
+        for f in range(1, t):
+            dist2 = (data.centres[:, f:f + 1] - place).pow(2).sum(-1)
+            p = probe(q, x[:, f:f + 1], dist2).softmax(-1)[0, 0]
+            place = (p[:, None] * data.centres[0, f]).sum(0)
+            boxes.append([float(place[0]) * w - bw / 2, float(place[1]) * h - bh / 2, bw, bh])
+    return boxes
+
+
+def sot_scores(model, processor, probe: MatchProbe, folder: Path, limit: int, log) -> dict:
+    """world-sot (success AUC etc., the benchmark's own scoring) of point_track and of repeating the first box."""
+    from regionlm.eval.benchmarks import BenchmarkOptions, get_benchmark
+    from regionlm.video import VideoReader
+
+    bench = get_benchmark("world-sot")(BenchmarkOptions(data=folder))
+    items = bench.load()[:limit]
+    pointed, copied = {}, {}
+    for i, track in enumerate(items):
+        sample = track.sample
+        with VideoReader(sample.video) as reader:
+            frames = reader.get_frames(sample.frame_indices)
+        pointed[track.id] = point_track(model, processor, probe, frames, sample.init_box)
+        copied[track.id] = [list(sample.init_box)] * len(frames)
+        if (i + 1) % 50 == 0:
+            log(f"  world-sot: {i + 1}/{len(items)} sequences")
+    return {name: {k: round(float(v), 1) for k, v in bench.score(items, preds).metrics.items()}
+            for name, preds in (("probe + place prior", pointed), ("copy the first box", copied))}
+
+
 def probe_model(model, processor, train: int, test: int, steps: int, log) -> dict:
     start = time.time()
     fit_data = collect(model, processor, TRAIN_SEED, train)
     test_data = collect(model, processor, TEST_SEED, test)
     log(f"  tokens: {tuple(fit_data.x.shape)} to fit, {tuple(test_data.x.shape)} to score "
         f"({time.time() - start:.0f} s)")
-    rows = {}
+    rows, fitted = {}, {}
     for name, options in PROBES.items():
-        probe = fit(fit_data, options, steps)
+        probe = fitted[name] = fit(fit_data, options, steps)
         rows[name] = score(probe, test_data)
         if options.get("use_query", True):
             rows[f"{name}, queries of other samples"] = score(probe, test_data, shuffle_queries=True)
         if name == "probe":
             rows["probe, on its own fit clips"] = score(probe, fit_data)
-    return rows
+    return rows, fitted
 
 
 
@@ -219,6 +281,8 @@ def main(argv=None) -> int:
     ap.add_argument("--test", type=int, default=240, help="clips to score it on (seed 6)")
     ap.add_argument("--steps", type=int, default=600, help="full-batch Adam steps of the probe")
     ap.add_argument("--no-random", action="store_true", help="skip the fresh-weights control")
+    ap.add_argument("--sot", type=int, default=222, metavar="N",
+                    help="score the trained model's probe as a tracker on N world-sot sequences (val, seed 2; 0: no)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tracking_probe"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -239,19 +303,29 @@ def main(argv=None) -> int:
     if not args.no_random:
         torch.manual_seed(0)
         models["fresh weights"] = RegionLMForConditionalGeneration(model.config).eval()
-    rows = {}
+    rows, sot = {}, {}
     for name, m in models.items():
         log(f"[{name}] ...")
-        for row, result in probe_model(m, processor, args.train, args.test, args.steps, log).items():
-            rows[f"{name}: {row}"] = result
+        found, fitted = probe_model(m, processor, args.train, args.test, args.steps, log)
+        rows.update({f"{name}: {row}": result for row, result in found.items()})
+        if args.sot and name == "trained":
+            sot = sot_scores(m, processor, fitted["probe + place prior"], held_out_data(Path(args.out)), args.sot,
+                             log)
     keys = ["frames", "centre_error_px", "peak_error_px", "copy_error_px", "hit", "follows_x", "follows_y"]
     print("| tokens: probe | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for name, r in rows.items():
         print(f"| {name} | " + " | ".join(str(r[k]) for k in keys) + " |")
+    if sot:
+        keys = list(next(iter(sot.values())))
+        print(f"\nworld-sot ({VAL['split']} seed {VAL['seed']}), the probe as a tracker:")
+        print("| boxes | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
+        for name, r in sot.items():
+            print(f"| {name} | " + " | ".join(str(r[k]) for k in keys) + " |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "tracking_probe", "model": args.model, "train_seed": TRAIN_SEED, "test_seed": TEST_SEED,
               "train_clips": args.train, "test_clips": args.test, "steps": args.steps, "rank": RANK, "rows": rows,
+              "world_sot": sot,
               "seconds": round(time.time() - start, 1)}
     atomic_write_text(out / "tracking_probe.json", json.dumps(result, indent=2) + "\n")
     log(f"wrote {out / 'tracking_probe.json'} ({result['seconds']} s)")

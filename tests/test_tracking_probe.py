@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
@@ -64,7 +65,7 @@ def test_a_whole_run_on_a_tiny_model_writes_every_row(tmp_path):
     tokenizer = train_tokenizer(world_corpus(2), vocab_size=512)
     model = save_tiny(tmp_path / "m", tokenizer)
     out = tmp_path / "out"
-    assert tracking_probe.main(["--model", str(model), "--train", "8", "--test", "8", "--steps", "3",
+    assert tracking_probe.main(["--model", str(model), "--train", "8", "--test", "8", "--steps", "3", "--sot", "0",
                                 "--out", str(out), "--threads", "1"]) == 0
     result = json.loads((out / "tracking_probe.json").read_text())
     rows = result["rows"]
@@ -74,3 +75,21 @@ def test_a_whole_run_on_a_tiny_model_writes_every_row(tmp_path):
                           "place prior alone")}
     for r in rows.values():
         assert r["frames"] > 0 and 0 <= r["hit"] <= 100
+
+
+def test_point_track_moves_the_first_box_and_keeps_its_size(tmp_path):
+    from regionlm.model import RegionLMForConditionalGeneration
+    from regionlm.model.processing import RegionLMProcessor
+
+    tokenizer = train_tokenizer(world_corpus(2), vocab_size=512)
+    folder = save_tiny(tmp_path / "m", tokenizer)
+    model = RegionLMForConditionalGeneration.from_pretrained(folder).eval()
+    processor = RegionLMProcessor.from_pretrained(folder)
+    data = tracking_probe.collect(model, processor, 5, 8)
+    probe = tracking_probe.fit(data, tracking_probe.PROBES["probe + place prior"], steps=3)
+    frames = np.random.default_rng(0).integers(0, 255, (6, 48, 48, 3), dtype=np.uint8)
+    boxes = tracking_probe.point_track(model, processor, probe, frames, (10.0, 12.0, 8.0, 6.0))
+    assert len(boxes) == 6 and boxes[0] == [10.0, 12.0, 8.0, 6.0]
+    for x, y, w, h in boxes[1:]:
+        assert (w, h) == (8.0, 6.0)
+        assert 0 <= x + w / 2 <= 48 and 0 <= y + h / 2 <= 48  # a mean of token centres: inside the frame
