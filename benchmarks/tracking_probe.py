@@ -20,10 +20,11 @@ the object (and the error of that token's centre), and how the guessed moves fro
 Then the trained model's probe with the prior tracks: on the world-sot sequences of the held-out videos (val,
 seed 2, as tracking_scratch), each later frame's box is the first box moved to where the probe points (its prior
 centred where it pointed on the frame before), scored by the benchmark's own success AUC against repeating the
-first box.
+first box. ``--guide DIR`` scores beside it the read-out a model trains with itself: the Temporal Region Guide
+Head of a model with token marks (Omni-RGPT), marking the box on each clip's first frame (guide_track).
 
     python benchmarks/tracking_probe.py [--model regionlm/assets/default_model] [--train 480] [--test 240]
-        [--steps 600] [--sot 222] [--out benchmarks/results/tracking_probe]
+        [--steps 600] [--sot 222] [--guide DIR] [--out benchmarks/results/tracking_probe]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -57,6 +59,7 @@ class Tokens:
     cover: torch.Tensor    # (S, T, P) share of each token the object covers
     centres: torch.Tensor  # (S, T, P, 2) each token's centre as a fraction of the frame
     size: float = 64.0     # the frame's side in pixels, to report distances in
+    frame_index: Optional[torch.Tensor] = None  # (N,) each token's frame before grouping (to group other values)
 
 
 def context_tokens(model, batch) -> Tokens:
@@ -72,7 +75,7 @@ def context_tokens(model, batch) -> Tokens:
         cover = model.connector.reduce_maps(cells, out)[..., 0]
         centres = model.connector.reduce_maps(cell_centres(b, t, h, w, features.device, torch.float32), out)
     x, cover, centres = (by_frame(v, out.frame_index, model.config.connector) for v in (tokens, cover, centres))
-    return Tokens(x.float(), cover, centres, float(masks.shape[-1]))
+    return Tokens(x.float(), cover, centres, float(masks.shape[-1]), out.frame_index)
 
 
 def by_frame(values: torch.Tensor, frames: torch.Tensor, connector: str) -> torch.Tensor:
@@ -99,7 +102,8 @@ def collect(model, processor, seed: int, samples: int, batch: int = 16) -> Token
     for start in range(0, samples, batch):
         examples = [next(stream) for _ in range(min(batch, samples - start))]
         parts.append(context_tokens(model, processor(examples, train=True)))
-    return Tokens(*(torch.cat([getattr(p, f) for p in parts]) for f in ("x", "cover", "centres")), parts[0].size)
+    return Tokens(*(torch.cat([getattr(p, f) for p in parts]) for f in ("x", "cover", "centres")), parts[0].size,
+                  parts[0].frame_index)
 
 
 class MatchProbe(torch.nn.Module):
@@ -236,24 +240,69 @@ def point_track(model, processor, probe: MatchProbe, frames: np.ndarray, init_bo
     return boxes
 
 
-def sot_scores(model, processor, probe: MatchProbe, folder: Path, limit: int, log) -> dict:
-    """world-sot (success AUC etc., the benchmark's own scoring) of point_track and of repeating the first box."""
+def guide_track(model, processor, frames: np.ndarray, init_box: tuple, peak: bool = False) -> list:
+    """Boxes (xywh) from a model's own Temporal Region Guide Head (Omni-RGPT; a model with token marks and
+    config.guide_head): the box is marked on a clip's first frame, the guide head says of each later frame's
+    context tokens how likely each is the marked region (from the LM's last hidden states), and the box moves to
+    the likelihood-weighted centre (``peak``: the most likely token's centre). Clips of the model's num_frames, each starting on the last frame of the one
+    before with the box found there (a short last clip repeats its last frame)."""
+    from regionlm.model.example import Example, Region
+    from regionlm.regions import box_to_mask, box_xywh_to_xyxy
+
+    t, h, w, _ = frames.shape
+    n = model.config.num_frames
+    boxes, start = [list(init_box)], 0
+    while start < t - 1:
+        index = [min(start + k, t - 1) for k in range(n)]
+        masks = np.zeros((n, h, w), bool)
+        masks[0] = box_to_mask(box_xywh_to_xyxy(boxes[start]), h, w)
+        given = np.zeros(n, bool)
+        given[0] = True
+        batch = processor([Example("track", frames[index], "<region>", regions=[Region(masks, given)])],
+                          train=False)
+        with torch.no_grad():
+            embeds, _, video_pos = model.embed_inputs(batch["input_ids"], batch["pixel_values"],
+                                                      batch["region_masks"], batch["region_given"],
+                                                      batch["region_valid"])
+            last = model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                                        output_hidden_states=True).hidden_states[-1]
+            likely = model.region_encoder.guide_head(last[video_pos][None]).softmax(-1)[..., 0]  # slot 0 -> mark 0
+        data = context_tokens(model, batch)
+        weights = by_frame(likely[..., None], data.frame_index, model.config.connector)[0, ..., 0]  # (T, P)
+        _, _, bw, bh = init_box
+        for k in range(1, n):
+            if start + k >= t:
+                break
+            if peak:  # the most likely token's centre
+                cx, cy = data.centres[0, k, int(weights[k].argmax())].tolist()
+            else:  # the likelihood-weighted centre
+                share = weights[k] / weights[k].sum().clamp(min=1e-9)
+                cx, cy = (share[:, None] * data.centres[0, k]).sum(0).tolist()
+            boxes.append([cx * w - bw / 2, cy * h - bh / 2, bw, bh])
+        start += n - 1
+    return boxes
+
+
+def sot_scores(trackers: dict, folder: Path, limit: int, log) -> dict:
+    """world-sot (success AUC etc., the benchmark's own scoring) of each tracker (name -> fn(frames, init_box) ->
+    xywh boxes) and of repeating the first box."""
     from regionlm.eval.benchmarks import BenchmarkOptions, get_benchmark
     from regionlm.video import VideoReader
 
     bench = get_benchmark("world-sot")(BenchmarkOptions(data=folder))
     items = bench.load()[:limit]
-    pointed, copied = {}, {}
+    trackers = {**trackers, "copy the first box": lambda frames, box: [list(box)] * len(frames)}
+    predictions = {name: {} for name in trackers}
     for i, track in enumerate(items):
         sample = track.sample
         with VideoReader(sample.video) as reader:
             frames = reader.get_frames(sample.frame_indices)
-        pointed[track.id] = point_track(model, processor, probe, frames, sample.init_box)
-        copied[track.id] = [list(sample.init_box)] * len(frames)
+        for name, fn in trackers.items():
+            predictions[name][track.id] = fn(frames, sample.init_box)
         if (i + 1) % 50 == 0:
             log(f"  world-sot: {i + 1}/{len(items)} sequences")
     return {name: {k: round(float(v), 1) for k, v in bench.score(items, preds).metrics.items()}
-            for name, preds in (("probe + place prior", pointed), ("copy the first box", copied))}
+            for name, preds in predictions.items()}
 
 
 def probe_model(model, processor, train: int, test: int, steps: int, log) -> dict:
@@ -274,6 +323,12 @@ def probe_model(model, processor, train: int, test: int, steps: int, log) -> dic
 
 
 
+def run_name(folder) -> str:
+    """A model folder's name for a table: a run's name for its final/ folder."""
+    path = Path(folder)
+    return path.parent.name if path.name == "final" else path.name
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "regionlm" / "assets" / "default_model"))
@@ -283,6 +338,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-random", action="store_true", help="skip the fresh-weights control")
     ap.add_argument("--sot", type=int, default=222, metavar="N",
                     help="score the trained model's probe as a tracker on N world-sot sequences (val, seed 2; 0: no)")
+    ap.add_argument("--guide", action="append", default=[], metavar="DIR",
+                    help="also score the own guide head of this model (token marks + guide head) as a tracker")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tracking_probe"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -303,14 +360,26 @@ def main(argv=None) -> int:
     if not args.no_random:
         torch.manual_seed(0)
         models["fresh weights"] = RegionLMForConditionalGeneration(model.config).eval()
-    rows, sot = {}, {}
+    rows, sot, trackers = {}, {}, {}
+    for folder in args.guide:  # models with token marks and a guide head: their own head tracks
+        guided = RegionLMForConditionalGeneration.from_pretrained(folder).eval()
+        if getattr(guided.region_encoder, "guide_head", None) is None:
+            log(f"--guide: {folder} has no guide head (config.guide_head with token marks)")
+            return 2
+        guided_processor = RegionLMProcessor.from_pretrained(folder)
+        for peak in (False, True):
+            trackers[f"guide head of {run_name(folder)}" + (", its peak" if peak else "")] = (
+                lambda frames, box, m=guided, p=guided_processor, peak=peak: guide_track(m, p, frames, box, peak))
     for name, m in models.items():
         log(f"[{name}] ...")
         found, fitted = probe_model(m, processor, args.train, args.test, args.steps, log)
         rows.update({f"{name}: {row}": result for row, result in found.items()})
         if args.sot and name == "trained":
-            sot = sot_scores(m, processor, fitted["probe + place prior"], held_out_data(Path(args.out)), args.sot,
-                             log)
+            probe = fitted["probe + place prior"]
+            trackers[f"probe + place prior on {run_name(args.model)}"] = (
+                lambda frames, box, m=m, probe=probe: point_track(m, processor, probe, frames, box))
+    if args.sot:
+        sot = sot_scores(trackers, held_out_data(Path(args.out)), args.sot, log)
     keys = ["frames", "centre_error_px", "peak_error_px", "copy_error_px", "hit", "follows_x", "follows_y"]
     print("| tokens: probe | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for name, r in rows.items():

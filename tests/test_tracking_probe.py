@@ -93,3 +93,21 @@ def test_point_track_moves_the_first_box_and_keeps_its_size(tmp_path):
     for x, y, w, h in boxes[1:]:
         assert (w, h) == (8.0, 6.0)
         assert 0 <= x + w / 2 <= 48 and 0 <= y + h / 2 <= 48  # a mean of token centres: inside the frame
+
+
+def test_guide_track_follows_from_clip_to_clip_and_a_model_without_a_head_is_refused(tmp_path):
+    from regionlm.model import RegionLMForConditionalGeneration
+    from regionlm.model.processing import RegionLMProcessor
+
+    tokenizer = train_tokenizer(world_corpus(2), vocab_size=512)
+    folder = save_tiny(tmp_path / "marks", tokenizer, region_marks=True, guide_head=True)
+    model = RegionLMForConditionalGeneration.from_pretrained(folder).eval()
+    processor = RegionLMProcessor.from_pretrained(folder)
+    frames = np.random.default_rng(0).integers(0, 255, (9, 40, 40, 3), dtype=np.uint8)  # clips of 4: 0-3, 3-6, 6-8
+    for peak in (False, True):
+        boxes = tracking_probe.guide_track(model, processor, frames, (4.0, 6.0, 10.0, 8.0), peak=peak)
+        assert len(boxes) == 9 and boxes[0] == [4.0, 6.0, 10.0, 8.0]
+        for x, y, w, h in boxes[1:]:
+            assert (w, h) == (10.0, 8.0) and 0 <= x + w / 2 <= 40 and 0 <= y + h / 2 <= 40
+    plain = save_tiny(tmp_path / "plain", tokenizer)
+    assert tracking_probe.main(["--model", str(plain), "--guide", str(plain), "--out", str(tmp_path / "o")]) == 2
