@@ -13,9 +13,10 @@ Rows: the probe; the same probe scored with the queries of other samples (does i
 without a query (u . k only: where is some object?); the probe with a place prior (- c d^2, d the distance from
 the object's centre on frame 0, which a tracker, and the LM with its first box, knows); the prior alone (the
 token nearest the start: copying, at the tokens' resolution). All for the model and for the same architecture
-with fresh random weights (what the pixels alone give). Scores over the frames after frame 0 where the object is seen: the mean
-centre error in pixels (copying frame 0's centre: "copy"), the share of frames whose most-pointed token covers
-the object (and the error of that token's centre), and how the guessed moves from frame 0 follow the true ones (correlation in x and y).
+with fresh random weights (what the pixels alone give). Scores over the frames after frame 0 where the object is
+seen: the mean centre error in pixels (copying frame 0's centre: "copy"), the share of frames whose most-pointed
+token covers the object (and the error of that token's centre), and how the guessed moves from frame 0 follow
+the true ones (correlation in x and y).
 
 Then the trained model's probe with the prior tracks: on the world-sot sequences of the held-out videos (val,
 seed 2, as tracking_scratch), each later frame's box is the first box moved to where the probe points (its prior
@@ -244,8 +245,9 @@ def guide_track(model, processor, frames: np.ndarray, init_box: tuple, peak: boo
     """Boxes (xywh) from a model's own Temporal Region Guide Head (Omni-RGPT; a model with token marks and
     config.guide_head): the box is marked on a clip's first frame, the guide head says of each later frame's
     context tokens how likely each is the marked region (from the LM's last hidden states), and the box moves to
-    the likelihood-weighted centre (``peak``: the most likely token's centre). Clips of the model's num_frames, each starting on the last frame of the one
-    before with the box found there (a short last clip repeats its last frame)."""
+    the likelihood-weighted centre (``peak``: the most likely token's centre). Clips of the model's num_frames, each
+    starting on the last frame of the one before with the box found there (a short last clip repeats its last
+    frame)."""
     from regionlm.model.example import Example, Region
     from regionlm.regions import box_to_mask, box_xywh_to_xyxy
 
