@@ -63,12 +63,14 @@ class Tokens:
     frame_index: Optional[torch.Tensor] = None  # (N,) each token's frame before grouping (to group other values)
 
 
-def context_tokens(model, batch) -> Tokens:
-    """The LM's context tokens of a processed batch grouped by frame, and the region's cover of each."""
+def context_tokens(model, batch, features: Optional[torch.Tensor] = None) -> Tokens:
+    """The LM's context tokens of a processed batch grouped by frame, and the region's cover of each; from the
+    batch's vision ``features`` when they are at hand."""
     from regionlm.model.connectors import cell_centres
 
     with torch.no_grad():
-        features = model.vision_features(batch["pixel_values"].to(model.dtype))
+        if features is None:
+            features = model.vision_features(batch["pixel_values"].to(model.dtype))
         tokens, out = model.context_tokens(features)
         b, t, h, w, _ = features.shape
         masks = batch["region_masks"][:, 0].float()  # (B, T, H, W): the one region of each sample
@@ -121,6 +123,11 @@ class MatchProbe(torch.nn.Module):
         self.c = torch.nn.Parameter(torch.tensor(1.0))
         self.scale = rank ** -0.5
 
+    def inputs(self, data: Tokens) -> tuple:
+        """(tokens standardised by the fit set's mean and std, each sample's query from them)."""
+        x = (data.x - self.mean) / self.std
+        return x, queries(replace(data, x=x))
+
     def forward(self, query: torch.Tensor, x: torch.Tensor, dist2: torch.Tensor) -> torch.Tensor:
         """query (S, D), x (S, T, P, D), dist2 (S, T, P) -> logits (S, T, P)."""
         logits = torch.zeros(x.shape[:3])
@@ -143,9 +150,18 @@ PROBES = {  # row -> MatchProbe options
 
 def start_distances(data: Tokens) -> torch.Tensor:
     """(S, T, P): squared distance of each token's centre from the object's centre on frame 0, in frames."""
-    share = data.cover[:, 0] / data.cover[:, 0].sum(-1, keepdim=True).clamp(min=1e-6)
-    start = (share[..., None] * data.centres[:, 0]).sum(1)  # (S, 2)
+    start = truth_centres(data)[:, 0]  # (S, 2)
     return (data.centres - start[:, None, None]).pow(2).sum(-1)
+
+
+def cover_shares(cover: torch.Tensor) -> torch.Tensor:
+    """Each token's share of the object on its frame (rows of zeros where it is not seen)."""
+    return cover / cover.sum(-1, keepdim=True).clamp(min=1e-6)
+
+
+def truth_centres(data: Tokens) -> torch.Tensor:
+    """(S, T, 2): the object's centre per frame, at the tokens' resolution (its tokens' centres by share)."""
+    return (cover_shares(data.cover)[..., None] * data.centres).sum(2)
 
 
 def queries(data: Tokens) -> torch.Tensor:
@@ -168,10 +184,9 @@ def fit(data: Tokens, options: dict, steps: int, seed: int = 0) -> MatchProbe:
     probe = MatchProbe(data.x.shape[-1], **options)
     probe.register_buffer("mean", mean)
     probe.register_buffer("std", std)
-    x = (data.x - mean) / std
-    q = queries(replace(data, x=x))
+    x, q = probe.inputs(data)
     dist2 = start_distances(data)
-    target = data.cover / data.cover.sum(-1, keepdim=True).clamp(min=1e-6)
+    target = cover_shares(data.cover)
     keep = scored_frames(data.cover)
     opt = torch.optim.Adam(probe.parameters(), lr=3e-3, weight_decay=1e-4)
     for _ in range(steps):
@@ -185,15 +200,13 @@ def fit(data: Tokens, options: dict, steps: int, seed: int = 0) -> MatchProbe:
 
 def score(probe: MatchProbe, data: Tokens, shuffle_queries: bool = False) -> dict:
     """Centre error (px), hit rate and how the guessed moves follow the true ones, over frames 1.. where seen."""
-    x = (data.x - probe.mean) / probe.std
-    q = queries(replace(data, x=x))
+    x, q = probe.inputs(data)
     if shuffle_queries:  # each sample pointed with another's query
         q = q.roll(1, 0)
     with torch.no_grad():
         p = probe(q, x, start_distances(data)).softmax(-1)
     guess = (p[..., None] * data.centres).sum(2)                               # (S, T, 2)
-    share = data.cover / data.cover.sum(-1, keepdim=True).clamp(min=1e-6)
-    truth = (share[..., None] * data.centres).sum(2)
+    truth = truth_centres(data)
     keep = scored_frames(data.cover)
     top = p.argmax(-1, keepdim=True)
     hit = data.cover.gather(2, top)[..., 0] > 0
@@ -210,25 +223,29 @@ def score(probe: MatchProbe, data: Tokens, shuffle_queries: bool = False) -> dic
             "follows_x": round(corr[0], 2), "follows_y": round(corr[1], 2)}
 
 
-def point_track(model, processor, probe: MatchProbe, frames: np.ndarray, init_box: tuple) -> list:
-    """Boxes (xywh, video pixels) on every frame of ``frames`` (T, H, W, 3) from the first frame's box: on each
-    later frame the probe (with its place prior, centred where it pointed on the frame before) points at the
-    object, and the first box moves there."""
+def first_box_batch(processor, frames: np.ndarray, box: tuple) -> dict:
+    """A processed batch of one clip with ``box`` (xywh) as its region, given on the clip's first frame only."""
     from regionlm.model.example import Example, Region
     from regionlm.regions import box_to_mask, box_xywh_to_xyxy
 
     t, h, w, _ = frames.shape
     masks = np.zeros((t, h, w), bool)
-    masks[0] = box_to_mask(box_xywh_to_xyxy(init_box), h, w)
+    masks[0] = box_to_mask(box_xywh_to_xyxy(box), h, w)
     given = np.zeros(t, bool)
     given[0] = True
-    example = Example("track", frames, "<region>", regions=[Region(masks, given)])
-    data = context_tokens(model, processor([example], train=False))
+    return processor([Example("track", frames, "<region>", regions=[Region(masks, given)])], train=False)
+
+
+def point_track(model, processor, probe: MatchProbe, frames: np.ndarray, init_box: tuple) -> list:
+    """Boxes (xywh, video pixels) on every frame of ``frames`` (T, H, W, 3) from the first frame's box: on each
+    later frame the probe (with its place prior, centred where it pointed on the frame before) points at the
+    object, and the first box moves there."""
+    t, h, w, _ = frames.shape
+    data = context_tokens(model, first_box_batch(processor, frames, init_box))
     if data.x.shape[1] != t:
         raise SystemExit(f"--model: connector {model.config.connector!r} merges frames; the SOT score needs one "
                          f"token step per frame")
-    x = (data.x - probe.mean) / probe.std
-    q = queries(replace(data, x=x))
+    x, q = probe.inputs(data)
     x0, y0, bw, bh = init_box
     place = torch.tensor([(x0 + bw / 2) / w, (y0 + bh / 2) / h])
     boxes = [list(init_box)]
@@ -248,28 +265,20 @@ def guide_track(model, processor, frames: np.ndarray, init_box: tuple, peak: boo
     the likelihood-weighted centre (``peak``: the most likely token's centre). Clips of the model's num_frames, each
     starting on the last frame of the one before with the box found there (a short last clip repeats its last
     frame)."""
-    from regionlm.model.example import Example, Region
-    from regionlm.regions import box_to_mask, box_xywh_to_xyxy
-
     t, h, w, _ = frames.shape
     n = model.config.num_frames
     boxes, start = [list(init_box)], 0
     while start < t - 1:
         index = [min(start + k, t - 1) for k in range(n)]
-        masks = np.zeros((n, h, w), bool)
-        masks[0] = box_to_mask(box_xywh_to_xyxy(boxes[start]), h, w)
-        given = np.zeros(n, bool)
-        given[0] = True
-        batch = processor([Example("track", frames[index], "<region>", regions=[Region(masks, given)])],
-                          train=False)
+        batch = first_box_batch(processor, frames[index], boxes[start])
         with torch.no_grad():
-            embeds, _, video_pos = model.embed_inputs(batch["input_ids"], batch["pixel_values"],
-                                                      batch["region_masks"], batch["region_given"],
-                                                      batch["region_valid"])
+            embeds, _, video_pos, features, _ = model.embed_inputs(
+                batch["input_ids"], batch["pixel_values"], batch["region_masks"], batch["region_given"],
+                batch["region_valid"], return_features=True)
             last = model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
                                         output_hidden_states=True).hidden_states[-1]
             likely = model.region_encoder.guide_head(last[video_pos][None]).softmax(-1)[..., 0]  # slot 0 -> mark 0
-        data = context_tokens(model, batch)
+        data = context_tokens(model, batch, features)
         weights = by_frame(likely[..., None], data.frame_index, model.config.connector)[0, ..., 0]  # (T, P)
         _, _, bw, bh = init_box
         for k in range(1, n):
@@ -307,7 +316,8 @@ def sot_scores(trackers: dict, folder: Path, limit: int, log) -> dict:
             for name, preds in predictions.items()}
 
 
-def probe_model(model, processor, train: int, test: int, steps: int, log) -> dict:
+def probe_model(model, processor, train: int, test: int, steps: int, log) -> tuple[dict, dict]:
+    """(score rows of every probe, the fitted probes by name) on ``model``'s tokens."""
     start = time.time()
     fit_data = collect(model, processor, TRAIN_SEED, train)
     test_data = collect(model, processor, TEST_SEED, test)
@@ -322,7 +332,6 @@ def probe_model(model, processor, train: int, test: int, steps: int, log) -> dic
         if name == "probe":
             rows["probe, on its own fit clips"] = score(probe, fit_data)
     return rows, fitted
-
 
 
 def run_name(folder) -> str:

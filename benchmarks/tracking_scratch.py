@@ -81,11 +81,12 @@ def arm_run(name: str, steps: int, seed: int, out: Path) -> tuple[dict, Path]:
     """Arm ``name``'s training config and run folder. An arm of INIT_FROM starts from the final weights of the arm
     it goes on from (OUT/runs/PARENT/final, which carry its model.config), with the options it adds."""
     cfg, run_dir = seeded_arm(name, steps, ARMS, seed, out)
-    cfg["model"].update(MODEL_SPEC.get(name, {}))
     if name in INIT_FROM:
         cfg["model"] = {"init_from": str(arm_run(INIT_FROM[name], steps, seed, out)[1] / "final")}
         if ARMS[name][1]:
             cfg["model"]["config"] = dict(ARMS[name][1])
+    else:
+        cfg["model"].update(MODEL_SPEC.get(name, {}))
     return cfg, run_dir
 
 

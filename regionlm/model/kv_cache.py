@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 
@@ -15,6 +16,10 @@ def output_cache(out):
 def cache_kwargs(lm, cache) -> dict:
     """``cache`` as the keyword ``lm``'s forward takes: ``cache`` from transformers 5.24, ``past_key_values``
     before (the old name still works there but warns)."""
-    params = inspect.signature(lm.forward).parameters
-    return {"cache" if "cache" in params else "past_key_values": cache}
+    return {_cache_keyword(type(lm)): cache}
 
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(lm_class) -> str:
+    # once per class: every forward of a training step asks, and reading a signature is not free
+    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
