@@ -138,7 +138,7 @@ class ScriptedSystem(RegionLMSystem):
 
     def __init__(self, reply, num_frames, clip_overlap):
         self.num_frames, self.clip_overlap, self.max_new_tokens = num_frames, clip_overlap, 64
-        self.rsot_mode = "generate"
+        self.rsot_mode, self.sot_mode = "generate", "generate"
         self.reply, self.asked = reply, []
         self.model = type("M", (), {"config": type("C", (), {"uses_objects": False})()})()
 

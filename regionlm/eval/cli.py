@@ -3,7 +3,8 @@
     regionlm eval --benchmark NAME [--data PATH] [--video-root DIR]
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
-                  [--rsot-mode generate|ground] [--caption-beams N] [--region-propagation classical|off]
+                  [--rsot-mode generate|ground] [--sot-mode auto|generate|point] [--caption-beams N]
+                  [--region-propagation classical|off]
                   [--caption-loop-guard on|off] [--region-mode single|multi]
                   [--json]
     regionlm eval --list
@@ -56,6 +57,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--rsot-mode", metavar="MODE", default="generate",
                    help="referring tracking with a model: generate (the model writes a box per frame, default) or "
                         "ground (the object pipeline tracks every object, the model picks the one named)")
+    p.add_argument("--sot-mode", metavar="MODE", default="auto",
+                   help="tracking from a first box with a model: generate (the model writes a box per frame, "
+                        "Elysium's protocol), point (the model folder's pointer head points at the object on each "
+                        "frame) or auto (point when the folder has a pointer head, default)")
     p.add_argument("--caption-beams", metavar="N", default="3",
                    help="descriptions and referring expressions with a model: beam search width (1: greedy; "
                         "default 3)")
@@ -141,12 +146,12 @@ def make_system(args, bench):
 def load_model_system(args, path, bench):
     """The model backend's System with the command line's RegionLMSystem options (checked here: one-line
     errors; the defaults are the parser's)."""
-    from ..model.inference import CHOICE_MODES, REGION_MODES, RSOT_MODES
+    from ..model.inference import CHOICE_MODES, REGION_MODES, RSOT_MODES, SOT_MODES
     from ..model.propagation import PROPAGATIONS
 
-    options = {"choice_mode": args.choice_mode, "rsot_mode": args.rsot_mode,
+    options = {"choice_mode": args.choice_mode, "rsot_mode": args.rsot_mode, "sot_mode": args.sot_mode,
                "region_propagation": args.region_propagation, "region_mode": args.region_mode}
-    for key, allowed in (("choice_mode", CHOICE_MODES), ("rsot_mode", RSOT_MODES),
+    for key, allowed in (("choice_mode", CHOICE_MODES), ("rsot_mode", RSOT_MODES), ("sot_mode", SOT_MODES),
                          ("region_propagation", PROPAGATIONS), ("region_mode", REGION_MODES)):
         if options[key] not in allowed:
             raise RegionLMError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got "

@@ -52,6 +52,10 @@ CHOICE_MODES = ("rank", "generate")
 # the words (Elysium); "ground" has the object pipeline track every object and the model pick the one the words
 # name (regionlm.model.grounding).
 RSOT_MODES = ("generate", "ground")
+# How an object given by a box is tracked: "generate" has the model write a box per frame (Elysium's protocol);
+# "point" has the pointer head point at it on each frame's vision features (regionlm.model.pointer); "auto" points
+# when the model folder has a pointer head, else generates.
+SOT_MODES = ("auto", "generate", "point")
 # Descriptions and referring expressions are decoded with beam search (caption_beams): on a validation split
 # (seed 2, 120 descriptions) 3 beams raised the 6,600-step model's CIDEr from 76.9 (greedy) to 97.2 (5 beams:
 # 95.1); docs/RESULTS.md.
@@ -293,7 +297,9 @@ class RegionLMSystem:
     frame is followed to the clip's other frames for descriptions (PROPAGATED_TASKS; propagation.PROPAGATIONS;
     ``off``: shown on its given frame only); caption_loop_guard: descriptions and referring expressions never
     write a span three times in a row (loop_guard.NoTripleRepeat); answer_loop_stop: a generated answer to a
-    question (ANSWER_TASKS) stops once it ends in a loop, cut back to the loop's first copy (loop_guard.StopOnLoop).
+    question (ANSWER_TASKS) stops once it ends in a loop, cut back to the loop's first copy (loop_guard.StopOnLoop);
+    sot_mode: how an object given by a box is tracked (SOT_MODES); pointer: the pointer head for
+    ``sot_mode="point"`` (None: the one in the model folder ``path``).
     """
 
     cacheable = True
@@ -305,7 +311,7 @@ class RegionLMSystem:
                  objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm",
                  choice_mode: str = "rank", rsot_mode: str = "generate", tracks_fn: Optional[Callable] = None,
                  caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True,
-                 answer_loop_stop: bool = True):
+                 answer_loop_stop: bool = True, sot_mode: str = "auto", pointer=None):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
         if choice_mode not in CHOICE_MODES:
@@ -316,6 +322,7 @@ class RegionLMSystem:
             raise RegionLMError(f"region_propagation must be one of {', '.join(PROPAGATIONS)}, got "
                                 f"{region_propagation!r}")
         self.region_propagation = region_propagation
+        self.sot_mode, self.pointer = self._pointer_mode(sot_mode, pointer, path)
         if isinstance(caption_beams, bool) or not isinstance(caption_beams, int) or caption_beams < 1:
             raise RegionLMError(f"caption_beams must be a positive integer, got {caption_beams!r}")
         self.caption_beams = caption_beams
@@ -354,6 +361,25 @@ class RegionLMSystem:
             from .grounding import PRIOR_WEIGHT, SMALL_AREA, VIEW_MODE
 
             self.config["grounding_prior"] = {"weight": PRIOR_WEIGHT, "small_area": SMALL_AREA, "views": VIEW_MODE}
+        if self.sot_mode == "point" and task in (None, "sot"):  # only then (the caches of the other runs stay valid)
+            self.config["sot_mode"] = "point"
+            self.config["pointer"] = pointer_fingerprint(self.pointer)
+
+    @staticmethod
+    def _pointer_mode(sot_mode: str, pointer, path) -> tuple:
+        """(the sot mode used, the pointer head or None) for the ``sot_mode`` asked."""
+        from .pointer import POINTER_FILE, load_pointer
+
+        if sot_mode not in SOT_MODES:
+            raise RegionLMError(f"sot_mode must be one of {SOT_MODES}, got {sot_mode!r}")
+        if sot_mode == "generate":
+            return "generate", None
+        if pointer is None and path is not None:
+            pointer = load_pointer(path)
+        if pointer is None and sot_mode == "point":
+            raise RegionLMError(f"sot_mode point: the model folder {path} has no {POINTER_FILE} (fit one: python "
+                                f"benchmarks/pointer_tracker.py --model {path} --save)")
+        return ("point", pointer) if pointer is not None else ("generate", None)
 
     # ------------------------------------------------------------------ generation
 
@@ -655,22 +681,34 @@ class RegionLMSystem:
 
     def track_frames_many(self, jobs: Sequence) -> list:
         """``track_frames`` for several ``(src, init_xyxy, expression)`` at once: the k-th clips of all jobs are
-        generated in one batch (clips of the same length; the same boxes as one by one)."""
-        grounded = {}
+        generated in one batch (clips of the same length; the same boxes as one by one). With ``sot_mode="point"``
+        a job with a first box is followed by the pointer head instead."""
+        decided = {}
+        if self.sot_mode == "point":  # a box on the first frame: the pointer head follows it
+            from .pointer import point_track
+
+            for i, (src, init, _) in enumerate(jobs):
+                if init is not None:
+                    box = _valid_xyxy(init)
+                    if box is None:
+                        raise RegionError(f"the first box {list(init)} is empty (xyxy needs x2 > x1 and y2 > y1)")
+                    frames = src.get(list(range(src.num_frames)))
+                    decided[i] = [box_xywh_to_xyxy(b) for b in point_track(self.model, self.pointer, frames,
+                                                                              box_xyxy_to_xywh(box))]
         if self.rsot_mode == "ground":  # an expression without a box: the model picks among the pipeline's tracks
             from .grounding import track_by_grounding
 
             for i, (src, init, expression) in enumerate(jobs):
-                if init is None and expression:
+                if init is None and expression and i not in decided:
                     frames = src.get(list(range(src.num_frames)))
-                    grounded[i] = track_by_grounding(self, frames, expression, self.tracks_fn)
-        states = [_TrackState(self, *job) for i, job in enumerate(jobs) if i not in grounded]
+                    decided[i] = track_by_grounding(self, frames, expression, self.tracks_fn)
+        states = [_TrackState(self, *job) for i, job in enumerate(jobs) if i not in decided]
         while True:
             pending = [(st, st.next_example()) for st in states]
             pending = [(st, ex) for st, ex in pending if ex is not None]
             if not pending:
                 generated = iter(st.boxes for st in states)
-                return [grounded[i] if i in grounded else next(generated) for i in range(len(jobs))]
+                return [decided[i] if i in decided else next(generated) for i in range(len(jobs))]
             by_length: dict = {}
             for st, ex in pending:
                 by_length.setdefault(len(ex.frames), []).append((st, ex))
@@ -834,7 +872,10 @@ def weights_fingerprint(folder, whole_up_to: int = 256 << 20, samples: int = 16,
     """A short hash of the ``*.safetensors`` files in ``folder`` (every byte up to ``whole_up_to`` in all, else
     sizes, headers and ``samples`` evenly spaced chunks), so that an eval cache written for one training run of a
     folder is not reused after the folder is retrained ("" when there are no weight files)."""
-    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    from .pointer import POINTER_FILE  # fitted after the weights: its own fingerprint (pointer_fingerprint)
+
+    files = sorted(f for f in Path(folder).glob("*.safetensors") if f.name != POINTER_FILE) \
+        if Path(folder).is_dir() else []
     if not files:
         return ""
     digest, whole = hashlib.sha256(), sum(f.stat().st_size for f in files) <= whole_up_to
@@ -851,6 +892,15 @@ def weights_fingerprint(folder, whole_up_to: int = 256 << 20, samples: int = 16,
             for k in range(samples):
                 fh.seek(k * max(size - chunk, 0) // max(samples - 1, 1))
                 digest.update(fh.read(chunk))
+    return digest.hexdigest()[:16]
+
+
+def pointer_fingerprint(head) -> str:
+    """A short hash of a pointer head's config and weights (an eval cache of its boxes is for it alone)."""
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(head.config), sort_keys=True).encode())
+    for name, value in sorted(head.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -897,5 +947,5 @@ def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
     return system
 
 
-__all__ = ["BENCHMARK_TASKS", "CAPTION_TASKS", "CHOICE_MODES", "RSOT_MODES", "FrameSource", "RegionLMSystem",
-           "clip_starts", "load_eval_system", "load_model", "nearest_positions", "weights_fingerprint"]
+__all__ = ["BENCHMARK_TASKS", "CAPTION_TASKS", "CHOICE_MODES", "RSOT_MODES", "SOT_MODES", "FrameSource",
+           "RegionLMSystem", "clip_starts", "load_eval_system", "load_model", "nearest_positions", "weights_fingerprint"]

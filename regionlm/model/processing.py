@@ -215,15 +215,8 @@ class RegionLMProcessor:
         ids, labels = self._ids(examples, names, train)
         batch = _pad(ids, labels if train else None, self.pad_token_id, side)
 
+        batch["pixel_values"] = torch.from_numpy(pixel_values([ex.frames for ex in examples], self.config))
         s = self.config.image_size
-        mean = np.asarray(self.config.image_mean, np.float32)[:, None, None]
-        std = np.asarray(self.config.image_std, np.float32)[:, None, None]
-        pixels = np.empty((len(examples), t, 3, s, s), np.float32)
-        for b, ex in enumerate(examples):
-            pixels[b] = resize_frames(ex.frames, s)
-        pixels -= mean  # in place, the whole batch at once: the same arithmetic as per example, no temporaries
-        pixels /= std
-        batch["pixel_values"] = torch.from_numpy(pixels)
 
         r = max(1, max(len(ex.regions) for ex in examples))  # always present: a constant set of batch keys
         masks = np.zeros((len(examples), r, t, s, s), np.float32)
@@ -291,6 +284,20 @@ class RegionLMProcessor:
 
 
 # ---------------------------------------------------------------------- arrays
+
+
+def pixel_values(clips: Sequence[np.ndarray], config: RegionLMConfig) -> np.ndarray:
+    """Clips of T frames each ((T, H, W, 3) uint8) -> (B, T, 3, S, S) float32, resized and normalised as the
+    vision tower takes them."""
+    s = config.image_size
+    mean = np.asarray(config.image_mean, np.float32)[:, None, None]
+    std = np.asarray(config.image_std, np.float32)[:, None, None]
+    pixels = np.empty((len(clips), len(clips[0]), 3, s, s), np.float32)
+    for b, frames in enumerate(clips):
+        pixels[b] = resize_frames(frames, s)
+    pixels -= mean  # in place, the whole batch at once: the same arithmetic as per example, no temporaries
+    pixels /= std
+    return pixels
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:

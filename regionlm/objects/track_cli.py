@@ -1,9 +1,11 @@
 """`regionlm track VIDEO (--region SPEC | --expression TEXT)`: follow an object to the end of the video.
 
-Backend ``model`` (the default): the RegionLM model (``--model DIR``, default the shipped one) writes a box per
-frame as text, Elysium style, clip by clip; one object, given by one ``--region`` on its frame F or by a referring
-``--expression`` (found from frame 0). ``tracks.json`` then holds a ``box`` per frame and no ``segmentation``;
-frames where the model gives no box are left out.
+Backend ``model`` (the default): the RegionLM model (``--model DIR``, default the shipped one) gives a box per
+frame; one object, given by one ``--region`` on its frame F or by a referring ``--expression`` (found from frame 0).
+An object given by a region is followed by the model folder's pointer head (``--sot-mode point``; the default
+``auto`` when the folder has one, as the shipped model does) or written as text, Elysium style, clip by clip
+(``--sot-mode generate``, and always for an expression). ``tracks.json`` then holds a ``box`` per frame and no
+``segmentation``; frames where the model gives no box are left out.
 
 Mask backends: each ``--region`` (``mask:first.png@F``, ``rle:mask.json@F``, ``box:x1,y1,x2,y2@F``,
 ``point:x,y@F``) is one object, id 1, 2, ... in the order given, tracked forward from its frame F (frames before it
@@ -76,6 +78,10 @@ def add_parser(sub) -> None:
                         "weights) or hf (needs --segmenter DIR)")
     p.add_argument("--model", metavar="DIR", help="model backend or --expression: a saved RegionLM model folder "
                                                   "(default: the shipped model)")
+    p.add_argument("--sot-mode", default="auto", metavar="MODE",
+                   help="model backend, a --region: point (the model's pointer head follows it), generate (the "
+                        "model writes its boxes as text) or auto (point when the model folder has a pointer head, "
+                        "default)")
     p.add_argument("--segmenter", metavar="DIR", help="hf: a SAM 2 / SAM 3 tracker video checkpoint folder")
     p.add_argument("--device", default=None,
                    help="torch device (default: cpu for hf, CUDA when available for the model)")
@@ -92,6 +98,9 @@ def run_track(args) -> int:
         raise RegionLMError(f"--backend {args.backend!r}: unknown; available: {MODEL_BACKEND}, {', '.join(BACKENDS)}")
     if args.backend == MODEL_BACKEND:
         return run_model_track(args)
+    if args.sot_mode != "auto":
+        raise RegionLMError(f"--sot-mode works only with --backend {MODEL_BACKEND}; --backend {args.backend} tracks "
+                            "masks")
     if args.expression is not None:
         return run_grounded_track(args)
     for flag, value in (("--expression", args.expression), ("--model", args.model)):
@@ -197,8 +206,12 @@ def run_model_track(args) -> int:
     if len(regions) > 1:
         raise RegionLMError(f"--backend {MODEL_BACKEND} tracks one object: give one --region, got {len(regions)} "
                             "(the mask backends classical / hf take several)")
+    from regionlm.model.inference import SOT_MODES
+
+    if args.sot_mode not in SOT_MODES:
+        raise RegionLMError(f"--sot-mode must be one of {', '.join(SOT_MODES)}, got {args.sot_mode!r}")
     prompts, (N, H, W) = check_regions_fit(args.video, regions, name="--region")
-    model = RegionLM.load(args.model, device=args.device, progress=False)
+    model = RegionLM.load(args.model, device=args.device, progress=False, sot_mode=args.sot_mode)
     xywh, secs = timed(model.track, args.video, region=prompts[0] if prompts else None, expression=expression)
     boxes = [None if b is None else [round(float(b[0]), 2), round(float(b[1]), 2), round(float(b[0] + b[2]), 2),
                                      round(float(b[1] + b[3]), 2)] for b in xywh]
@@ -212,7 +225,8 @@ def run_model_track(args) -> int:
         render_objects(args.video, result, args.render, progress=not args.json)
     what = {"region": regions[0]} if regions else {"expression": expression}
     if args.json:
-        print(json.dumps({"video": str(args.video), "backend": MODEL_BACKEND, **what, "boxes": boxes,
+        print(json.dumps({"video": str(args.video), "backend": MODEL_BACKEND, **what,
+                          "sot_mode": model.system.sot_mode if regions else "generate", "boxes": boxes,
                           "out": str(out), "render": args.render, "model": model.path, "seconds": secs}))
     else:
         print(f"{regions[0] if regions else repr(expression)}: a box on {len(track.masks)} of {N - first} frames "

@@ -1,0 +1,336 @@
+"""The pointer tracker: a small head that points at a tracked object on each frame, on a RegionLM's own features.
+
+Why: a RegionLM that writes boxes as text (Elysium's protocol) tracks no better than repeating its first box here,
+yet its vision features say where the object went (docs/RESULTS.md, "The tokens say where the object went"). The
+pointer head reads that out directly. On each later frame it scores every patch of the vision tower's grid
+
+    score(k) = (A q) . (B x_k) / sqrt(r) + u . x_k - c d_k^2
+
+q: the object as it was given (the frame-0 patches under the first box, averaged) and, with ``template``, as it was
+last seen (the patches under the box on the frame before); d_k: the distance of patch k from where the object is
+expected (its last place, or its last place moved by its last step with ``prior="velocity"``). The box moves to
+the softmax-weighted centre of the patches, keeping its first size. A few thousand weights, fitted on the frozen
+model's features of RegionWorld tracking sequences (``fit_pointer``); it ships beside the model's weights as
+``pointer_head.safetensors`` and ``RegionLMSystem(sot_mode="point")`` tracks with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import RegionLMError
+
+POINTER_FILE = "pointer_head.safetensors"
+PRIORS = ("last", "velocity")
+TRAININGS = ("teacher", "rollout")
+
+
+@dataclass
+class PointerConfig:
+    rank: int = 32           # of the query-patch match
+    template: bool = True    # also query with the patches under the box on the frame before
+    prior: str = "velocity"  # where the place prior is centred: "last" place or the last place + the last step
+    noise: float = 0.02      # training: the prior's centre and the template's box are jittered by this (frame sides)
+    centre_weight: float = 0.1  # training: weight of the centre's pixel error beside the cross-entropy
+    training: str = "teacher"  # "teacher": from the truth on the frames before; "rollout": from its own guesses
+    smoothing: float = 0.0   # tracking: the velocity is the last step averaged with the earlier ones by this weight
+
+    def validate(self) -> None:
+        if self.prior not in PRIORS:
+            raise RegionLMError(f"pointer prior must be one of {PRIORS}, got {self.prior!r}")
+        if self.training not in TRAININGS:
+            raise RegionLMError(f"pointer training must be one of {TRAININGS}, got {self.training!r}")
+        if not 0 <= self.smoothing < 1:
+            raise RegionLMError(f"pointer smoothing must be in [0, 1), got {self.smoothing}")
+        if self.rank < 1:
+            raise RegionLMError(f"pointer rank must be at least 1, got {self.rank}")
+
+
+class PointerHead(nn.Module):
+    def __init__(self, dim: int, config: PointerConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.a = nn.Linear(dim * (2 if config.template else 1), config.rank)
+        self.b = nn.Linear(dim, config.rank)
+        self.u = nn.Linear(dim, 1)
+        self.c = nn.Parameter(torch.tensor(1.0))
+        self.register_buffer("mean", torch.zeros(dim))  # the features' mean and std over the fit set
+        self.register_buffer("std", torch.ones(dim))
+
+    def standardise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def forward(self, query: torch.Tensor, x: torch.Tensor, dist2: torch.Tensor) -> torch.Tensor:
+        """query (N, Q), standardised patches x (N, P, D), squared distances from the expected place (N, P) ->
+        logits (N, P)."""
+        # (A q + a0) . (B x + b0) + u . x + u0 as one vector per query dotted with the patches: the same sum,
+        # without mapping every patch to rank r (the cost of a fit step is then the dot product alone)
+        aq = self.a(query) / math.sqrt(self.config.rank)
+        w = aq @ self.b.weight + self.u.weight                                  # (N, D)
+        const = aq @ self.b.bias + self.u.bias                                  # (N,)
+        return torch.einsum("nd,npd->np", w, x) + const[:, None] - F.softplus(self.c) * 100 * dist2
+
+
+# ---------------------------------------------------------------------------------------------- the grid
+
+
+def grid_features(model, pixels: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """(B, T, 3, S, S) normalised pixels -> (B, T, P, D) float32 vision features, P = grid cells row by row."""
+    b, t = pixels.shape[:2]
+    flat = pixels.flatten(0, 1)
+    parts = []
+    with torch.no_grad():
+        for i in range(0, len(flat), chunk):
+            f = model.vision_features(flat[i:i + chunk, None].to(model.dtype))  # (n, 1, g, g, D)
+            parts.append(f.flatten(1, 3).float())
+    return torch.cat(parts).reshape(b, t, -1, parts[0].shape[-1])
+
+
+def cell_centres(g: int) -> torch.Tensor:
+    """(g*g, 2): each cell's centre (x, y) as a fraction of the frame, row by row."""
+    c = (torch.arange(g, dtype=torch.float32) + 0.5) / g
+    return torch.stack([c.repeat(g), c.repeat_interleave(g)], dim=-1)
+
+
+def box_cover(boxes: torch.Tensor, g: int) -> torch.Tensor:
+    """(..., 4) xyxy boxes as fractions of the frame -> (..., g*g): the share of each cell the box covers."""
+    edges = torch.arange(g, dtype=torch.float32) / g
+
+    def overlap(lo, hi):  # (...,) -> (..., g): the length of [lo, hi] inside each cell, in cell widths
+        return (torch.minimum(hi[..., None], edges + 1 / g) - torch.maximum(lo[..., None], edges)).clamp(min=0) * g
+
+    ox, oy = overlap(boxes[..., 0], boxes[..., 2]), overlap(boxes[..., 1], boxes[..., 3])
+    return (oy[..., :, None] * ox[..., None, :]).flatten(-2)
+
+
+def pooled(x: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """(N, P, D), (N, P) -> (N, D): the patches averaged over the cover."""
+    return (x * cover[..., None]).sum(-2) / cover.sum(-1, keepdim=True).clamp(min=1e-6)
+
+
+def moved(box: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """(..., 4) xyxy boxes moved so their centres are ``centre`` (..., 2)."""
+    half = (box[..., 2:] - box[..., :2]) / 2
+    return torch.cat([centre - half, centre + half], dim=-1)
+
+
+def box_centre(box: torch.Tensor) -> torch.Tensor:
+    return (box[..., :2] + box[..., 2:]) / 2
+
+
+# ---------------------------------------------------------------------------------------------- tracking
+
+
+def point_step(head: PointerHead, q0, x_prev, x_cur, box, place, velocity, noise: float = 0.0,
+               gen: Optional[torch.Generator] = None):
+    """One frame for a batch of N tracks: q0 (N, D) the object on frame 0, x_prev / x_cur (N, P, D) standardised
+    patches of the frame before and this one, box (N, 4) the box on the frame before (xyxy fractions), place
+    (N, 2) its centre, velocity (N, 2) the object's step per frame as known. -> logits (N, P) over this frame's
+    patches. ``noise`` (training) jitters the prior's centre and the template's box."""
+    g = int(round(math.sqrt(x_cur.shape[1])))
+    last = place
+    if noise:
+        last = place + torch.randn(place.shape, generator=gen) * noise
+    expected = last + velocity if head.config.prior == "velocity" else last
+    query = q0
+    if head.config.template:
+        query = torch.cat([q0, pooled(x_prev, box_cover(moved(box, last), g))], -1)
+    return head(query, x_cur, (cell_centres(g) - expected[:, None]).pow(2).sum(-1))
+
+
+def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float = 0.0,
+           gen: Optional[torch.Generator] = None) -> tuple:
+    """Track N objects through their frames: x (N, T, P, D) standardised patches, first (N, 4) the boxes on
+    frame 0 (xyxy fractions) -> (logits (N, T-1, P) of frames 1.., centres (N, T, 2) pointed at, frame 0's the
+    first box's). Each frame's prior and template come from where the track pointed on the frames before; its
+    velocity is the last step, averaged with the earlier ones by ``config.smoothing``."""
+    g = int(round(math.sqrt(x.shape[2])))
+    centres = cell_centres(g)
+    q0 = pooled(x[:, 0], box_cover(first, g))
+    box, place = first, box_centre(first)
+    velocity, logits, places, m = torch.zeros_like(place), [], [place], head.config.smoothing
+    for f in range(1, x.shape[1]):
+        logits.append(point_step(head, q0, x[:, f - 1], x[:, f], box, place, velocity, noise, gen))
+        # no gradient through the guesses: back-propagating through every frame diverged (rollout training)
+        pointed = (logits[-1].softmax(-1) @ centres).detach()
+        velocity = pointed - place if f == 1 else m * velocity + (1 - m) * (pointed - place)
+        place = pointed
+        box = moved(first, place)
+        places.append(place)
+    empty = x.new_zeros(len(x), 0, x.shape[2])
+    return (torch.stack(logits, 1) if logits else empty), torch.stack(places, 1)
+
+
+def point_track(model, head: PointerHead, frames: np.ndarray, init_box: Sequence[float]) -> list:
+    """[x, y, w, h] pixel boxes on every frame of ``frames`` (T, H, W, 3) from the box on the first: each later
+    frame's box is the first box moved to where the head points."""
+    from .processing import pixel_values
+
+    h, w = frames.shape[1:3]
+    x0, y0, bw, bh = (float(v) for v in init_box)
+    with torch.no_grad():
+        x = head.standardise(grid_features(model, torch.from_numpy(pixel_values([frames], model.config))))
+        _, places = follow(head, x, torch.tensor([[x0 / w, y0 / h, (x0 + bw) / w, (y0 + bh) / h]]))
+    return [[x0, y0, bw, bh]] + [[float(cx) * w - bw / 2, float(cy) * h - bh / 2, bw, bh]
+                                 for cx, cy in places[0, 1:].tolist()]
+
+
+# ---------------------------------------------------------------------------------------------- fitting
+
+
+@dataclass
+class Sequences:
+    """Tracking sequences as the head is fitted on them: features and truth boxes per frame."""
+    x: torch.Tensor        # (S, T, P, D) raw vision features
+    boxes: torch.Tensor    # (S, T, 4) xyxy truth boxes as fractions of the frame
+    present: torch.Tensor  # (S, T) bool: the object is seen
+
+
+def sequence_features(model, tracks: Sequence, log: Callable = print, batch: int = 16) -> Sequences:
+    """Features of tracking sequences (benchmark ``Track``s with a video: world-sot's) and their truth."""
+    from ..video import VideoReader
+    from .processing import pixel_values
+
+    xs, boxes, present = [], [], []
+    for i in range(0, len(tracks), batch):
+        clips = []
+        for track in tracks[i:i + batch]:
+            s = track.sample
+            with VideoReader(s.video) as reader:
+                frames = reader.get_frames(s.frame_indices)
+            clips.append(frames)
+            h, w = frames.shape[1:3]
+            gt = torch.as_tensor(np.asarray(track.gt, np.float32))  # xywh pixels
+            boxes.append(torch.stack([gt[:, 0] / w, gt[:, 1] / h, (gt[:, 0] + gt[:, 2]) / w,
+                                      (gt[:, 1] + gt[:, 3]) / h], -1))
+            present.append(~torch.as_tensor(np.asarray(track.absent, bool)) & torch.isfinite(gt).all(-1))
+        by_length: dict = {}
+        for k, c in enumerate(clips):
+            by_length.setdefault(len(c), []).append(k)
+        feats = [None] * len(clips)
+        for length, ks in by_length.items():
+            f = grid_features(model, torch.from_numpy(pixel_values([clips[k] for k in ks], model.config)))
+            for j, k in enumerate(ks):
+                feats[k] = f[j]
+        xs += feats
+        log(f"  pointer: features of {min(i + batch, len(tracks))}/{len(tracks)} sequences")
+    t = max(len(v) for v in xs)  # shorter sequences padded with frames where the object is not seen
+
+    def padded(v, fill=0):
+        return torch.cat([v, v.new_full((t - len(v), *v.shape[1:]), fill)])
+
+    return Sequences(torch.stack([padded(v) for v in xs]), torch.nan_to_num(torch.stack([padded(b) for b in boxes])),
+                     torch.stack([padded(p, False) for p in present]))
+
+
+def training_pairs(data: Sequences) -> torch.Tensor:
+    """(N, 2) (sequence, frame) pairs the head learns from: frames 1.. where the object and the frame before
+    it are seen, of sequences that see it on frame 0."""
+    ok = data.present.clone()
+    ok[:, 1:] &= data.present[:, :-1]
+    ok &= data.present[:, :1]
+    ok[:, 0] = False
+    return ok.nonzero()
+
+
+def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps: int = 1500, batch: int = 512,
+                lr: float = 3e-3, seed: int = 0, log: Callable = print) -> PointerHead:
+    """Fit a pointer head on ``data``. ``config.training`` "teacher": each step a batch of ``batch`` frames,
+    the prior and the template from the truth on the frames before (jittered by ``config.noise``); "rollout": a
+    batch of ``batch // 8`` sequences tracked frame by frame as ``point_track`` does (``follow``), from its own
+    guesses, the loss summed over the frames, so the head learns from the places its own mistakes lead it to."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    s, t, p, d = data.x.shape
+    g = int(round(math.sqrt(p)))
+    head = PointerHead(d, config)
+    head.mean.copy_(data.x.mean((0, 1, 2)))
+    head.std.copy_(data.x.std((0, 1, 2)).clamp(min=1e-6))
+    pairs = training_pairs(data)
+    if len(pairs) == 0:
+        raise RegionLMError("pointer: no training frames (the object must be seen on frame 0 and on two frames in "
+                            "a row)")
+    starts = data.present[:, 0].nonzero()[:, 0]  # rollout: sequences that see the object on frame 0
+    centres = cell_centres(g)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+
+    def frame_loss(logits, truth):  # cross-entropy against the truth's cover + the centre's pixel error (L1)
+        target = box_cover(truth, g)
+        logp = logits.log_softmax(-1)
+        ce = -(target / target.sum(-1, keepdim=True).clamp(min=1e-6) * logp).sum(-1)
+        return ce, ((logp.exp() @ centres - box_centre(truth)).abs().sum(-1) * 64)
+
+    for step in range(steps):
+        if config.training == "teacher":
+            pick = pairs[torch.randint(len(pairs), (min(batch, len(pairs)),), generator=gen)]
+            si, fi = pick[:, 0], pick[:, 1]
+            seen2 = data.present[si, (fi - 2).clamp(min=0)] & (fi >= 2)
+            place = box_centre(data.boxes[si, fi - 1])
+            velocity = torch.where(seen2[:, None], place - box_centre(data.boxes[si, (fi - 2).clamp(min=0)]), 0.0)
+            q0 = pooled(head.standardise(data.x[si, 0]), box_cover(data.boxes[si, 0], g))
+            logits = point_step(head, q0, head.standardise(data.x[si, fi - 1]), head.standardise(data.x[si, fi]),
+                                data.boxes[si, fi - 1], place, velocity, config.noise, gen)
+            ce, centre_px = frame_loss(logits, data.boxes[si, fi])
+            ce, centre_px = ce.mean(), centre_px.mean()
+        else:
+            si = starts[torch.randint(len(starts), (max(1, min(batch // 8, len(starts))),), generator=gen)]
+            logits, _ = follow(head, head.standardise(data.x[si]), data.boxes[si, 0], config.noise, gen)
+            ce, err = frame_loss(logits, data.boxes[si, 1:])
+            seen = data.present[si, 1:].float()
+            n = seen.sum().clamp(min=1)
+            ce, centre_px = (ce * seen).sum() / n, (err * seen).sum() / n
+        loss = ce + config.centre_weight * centre_px
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % max(1, steps // 5) == 0:
+            log(f"  pointer: step {step + 1}/{steps}, cross-entropy {ce.item():.3f}, centre error "
+                f"{centre_px.item():.2f} px (L1, of 64)")
+    return head.eval()
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def save_pointer(head: PointerHead, folder) -> Path:
+    """Write the head into a model folder (safetensors, its config in the metadata; temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(folder) / POINTER_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
+    save_file(state, str(tmp), metadata={"config": json.dumps(asdict(head.config)), "dim": str(head.b.in_features)})
+    tmp.replace(path)
+    return path
+
+
+def load_pointer(folder) -> Optional[PointerHead]:
+    """The pointer head of a model folder, or None when it has none."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    path = Path(folder) / POINTER_FILE
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        config = PointerConfig(**json.loads(meta["config"]))
+        head = PointerHead(int(meta["dim"]), config)
+        head.load_state_dict(load_file(str(path)))
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as e:
+        raise RegionLMError(f"{path}: not a pointer head ({str(e).splitlines()[0]})") from None
+    return head.eval()
