@@ -17,7 +17,7 @@ from regionlm.errors import RegionLMError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.inference import RegionLMSystem, weights_fingerprint
 from regionlm.model.pointer import (POINTER_FILE, PointerConfig, PointerHead, Sequences, box_cover, cell_centres,
-                                    fit_pointer, follow, load_pointer, point_track, save_pointer)
+                                    fit_pointer, follow, grid_features, load_pointer, point_track, save_pointer)
 from regionlm.model.processing import RegionLMProcessor, pixel_values
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
 
@@ -187,3 +187,22 @@ def test_track_cli_sot_mode_is_checked(tmp_path, capsys):
     assert main(["track", str(video), "--region", "box:1,1,5,5@0", "--backend", "classical",
                  "--sot-mode", "point"]) == 2
     assert "--sot-mode works only with --backend model" in capsys.readouterr().err
+
+
+def test_stitched_features_are_the_towers_on_shifted_frames(tiny_folder):
+    system = load(tiny_folder, sot_mode="generate")
+    model = system.model
+    flat = np.full((1, 32, 32, 3), 90, np.uint8)  # a uniform frame: every shift of it is the frame itself
+    pixels = torch.from_numpy(pixel_values([flat], model.config))
+    plain = grid_features(model, pixels)[0, 0].reshape(4, 4, -1)
+    fine = grid_features(model, pixels, stitch=True)[0, 0].reshape(8, 8, -1)
+    assert torch.allclose(fine[::2, ::2], plain, atol=1e-5) and torch.allclose(fine[1::2, 1::2], plain, atol=1e-5)
+    video = square_video(2, 32)
+    pixels = torch.from_numpy(pixel_values([video], model.config))
+    fine = grid_features(model, pixels, stitch=True)[0, 1].reshape(8, 8, -1)
+    # q = patch 8 / 4 = 2 px: the frame seen 2 px higher and 2 px further right (its edges repeated) gives the
+    # even rows' odd columns
+    up, left = [0, 0] + list(range(30)), list(range(2, 32)) + [31, 31]
+    moved_frame = pixels[:, :, :, up][:, :, :, :, left]
+    assert torch.allclose(fine[::2, 1::2], grid_features(model, moved_frame)[0, 1].reshape(4, 4, -1), atol=1e-5)
+    assert not torch.allclose(fine[::2, 1::2], fine[::2, ::2], atol=1e-3)  # the square makes the shifts differ

@@ -43,6 +43,7 @@ class PointerConfig:
     centre_weight: float = 0.1  # training: weight of the centre's pixel error beside the cross-entropy
     training: str = "teacher"  # "teacher": from the truth on the frames before; "rollout": from its own guesses
     smoothing: float = 0.0   # tracking: the velocity is the last step averaged with the earlier ones by this weight
+    stitch: bool = False     # a grid of patches twice as fine each way (grid_features)
 
     def validate(self) -> None:
         if self.prior not in PRIORS:
@@ -84,16 +85,40 @@ class PointerHead(nn.Module):
 # ---------------------------------------------------------------------------------------------- the grid
 
 
-def grid_features(model, pixels: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """(B, T, 3, S, S) normalised pixels -> (B, T, P, D) float32 vision features, P = grid cells row by row."""
+def grid_features(model, pixels: torch.Tensor, stitch: bool = False, chunk: int = 64) -> torch.Tensor:
+    """(B, T, 3, S, S) normalised pixels -> (B, T, P, D) float32 vision features, P = grid cells row by row.
+
+    ``stitch``: a grid twice as fine each way (shift and stitch): the tower also sees each frame shifted by a
+    quarter of a patch each way, so that its patches' centres fall half a patch apart."""
     b, t = pixels.shape[:2]
     flat = pixels.flatten(0, 1)
-    parts = []
-    with torch.no_grad():
-        for i in range(0, len(flat), chunk):
-            f = model.vision_features(flat[i:i + chunk, None].to(model.dtype))  # (n, 1, g, g, D)
-            parts.append(f.flatten(1, 3).float())
-    return torch.cat(parts).reshape(b, t, -1, parts[0].shape[-1])
+
+    def tower(frames):
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(frames), chunk):
+                f = model.vision_features(frames[i:i + chunk, None].to(model.dtype))  # (n, 1, g, g, D)
+                parts.append(f[:, 0].float())
+        return torch.cat(parts)  # (n, g, g, D)
+
+    if not stitch:
+        out = tower(flat)
+    else:
+        q = model.config.vision_config.patch_size // 4
+        if q < 1:
+            raise RegionLMError("pointer stitch needs a vision patch of at least 4 pixels")
+        size = flat.shape[-1]
+        grids = {}
+        for dy in (-q, q):
+            rows = (torch.arange(size) + dy).clamp(0, size - 1)  # the frame moved by dy, its edge repeated
+            for dx in (-q, q):
+                cols = (torch.arange(size) + dx).clamp(0, size - 1)
+                grids[dy > 0, dx > 0] = tower(flat[:, :, rows][:, :, :, cols])
+        g = grids[False, False].shape[1]
+        out = flat.new_empty(len(flat), 2 * g, 2 * g, grids[False, False].shape[-1])
+        for (down, right), f in grids.items():  # a patch seen shifted by +q sits half a patch after one by -q
+            out[:, int(down)::2, int(right)::2] = f
+    return out.reshape(b, t, -1, out.shape[-1])
 
 
 def cell_centres(g: int) -> torch.Tensor:
@@ -173,16 +198,23 @@ def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float
 
 def point_track(model, head: PointerHead, frames: np.ndarray, init_box: Sequence[float]) -> list:
     """[x, y, w, h] pixel boxes on every frame of ``frames`` (T, H, W, 3) from the box on the first: each later
-    frame's box is the first box moved to where the head points."""
+    frame's box is the first box moved to where the head points, cut to the frame (a box is what is seen)."""
     from .processing import pixel_values
 
     h, w = frames.shape[1:3]
     x0, y0, bw, bh = (float(v) for v in init_box)
     with torch.no_grad():
-        x = head.standardise(grid_features(model, torch.from_numpy(pixel_values([frames], model.config))))
+        pixels = torch.from_numpy(pixel_values([frames], model.config))
+        x = head.standardise(grid_features(model, pixels, head.config.stitch))
         _, places = follow(head, x, torch.tensor([[x0 / w, y0 / h, (x0 + bw) / w, (y0 + bh) / h]]))
-    return [[x0, y0, bw, bh]] + [[float(cx) * w - bw / 2, float(cy) * h - bh / 2, bw, bh]
+    return [[x0, y0, bw, bh]] + [seen_part(cx * w - bw / 2, cy * h - bh / 2, bw, bh, w, h)
                                  for cx, cy in places[0, 1:].tolist()]
+
+
+def seen_part(x: float, y: float, bw: float, bh: float, w: int, h: int) -> list:
+    """The part of the [x, y, bw, bh] box inside a w x h frame (the box as it is when nothing of it is)."""
+    x1, y1, x2, y2 = max(x, 0.0), max(y, 0.0), min(x + bw, float(w)), min(y + bh, float(h))
+    return [x1, y1, x2 - x1, y2 - y1] if x2 > x1 and y2 > y1 else [x, y, bw, bh]
 
 
 # ---------------------------------------------------------------------------------------------- fitting
@@ -196,7 +228,8 @@ class Sequences:
     present: torch.Tensor  # (S, T) bool: the object is seen
 
 
-def sequence_features(model, tracks: Sequence, log: Callable = print, batch: int = 16) -> Sequences:
+def sequence_features(model, tracks: Sequence, stitch: bool = False, log: Callable = print,
+                      batch: int = 16) -> Sequences:
     """Features of tracking sequences (benchmark ``Track``s with a video: world-sot's) and their truth."""
     from ..video import VideoReader
     from .processing import pixel_values
@@ -219,7 +252,7 @@ def sequence_features(model, tracks: Sequence, log: Callable = print, batch: int
             by_length.setdefault(len(c), []).append(k)
         feats = [None] * len(clips)
         for length, ks in by_length.items():
-            f = grid_features(model, torch.from_numpy(pixel_values([clips[k] for k in ks], model.config)))
+            f = grid_features(model, torch.from_numpy(pixel_values([clips[k] for k in ks], model.config)), stitch)
             for j, k in enumerate(ks):
                 feats[k] = f[j]
         xs += feats
