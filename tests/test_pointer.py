@@ -17,7 +17,8 @@ from regionlm.errors import RegionLMError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.inference import RegionLMSystem, weights_fingerprint
 from regionlm.model.pointer import (POINTER_FILE, PointerConfig, PointerHead, Sequences, box_cover, cell_centres,
-                                    fit_pointer, follow, grid_features, load_pointer, point_track, save_pointer)
+                                    fit_pointer, follow, grid_features, load_pointer, point_track, pointed_place,
+                                    save_pointer)
 from regionlm.model.processing import RegionLMProcessor, pixel_values
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
 
@@ -32,6 +33,16 @@ def test_box_cover_is_each_cells_share_of_the_box():
     half = box_cover(torch.tensor([0.125, 0.0, 0.25, 0.25]), g).reshape(g, g)  # the right half of cell (0, 0)
     assert half[0, 0] == pytest.approx(0.5) and half.sum() == pytest.approx(0.5)
     assert cell_centres(g)[g + 2].tolist() == [0.625, 0.375]  # row 1, column 2
+
+
+def test_the_windowed_place_keeps_to_the_likeliest_of_two():
+    g = 8
+    p = torch.zeros(1, g * g)
+    p[0, 2 * g + 1], p[0, 2 * g + 2], p[0, 6 * g + 6] = 0.4, 0.2, 0.4 - 1e-3  # two look-alikes, the first likelier
+    centres = cell_centres(g)
+    between = [(1.5 * 0.4 + 2.5 * 0.2 + 6.5 * 0.4) / 8, (2.5 * 0.6 + 6.5 * 0.4) / 8]
+    assert pointed_place(p, centres)[0].tolist() == pytest.approx(between, abs=1e-3)
+    assert pointed_place(p, centres, window=1)[0].tolist() == pytest.approx([(1.5 * 2 + 2.5) / 3 / 8, 2.5 / 8])
 
 
 def test_the_cheap_score_is_the_formula():

@@ -8,10 +8,12 @@ pointer head reads that out directly. On each later frame it scores every patch 
 
 q: the object as it was given (the frame-0 patches under the first box, averaged) and, with ``template``, as it was
 last seen (the patches under the box on the frame before); d_k: the distance of patch k from where the object is
-expected (its last place, or its last place moved by its last step with ``prior="velocity"``). The box moves to
-the softmax-weighted centre of the patches, keeping its first size. A few thousand weights, fitted on the frozen
-model's features of RegionWorld tracking sequences (``fit_pointer``); it ships beside the model's weights as
-``pointer_head.safetensors`` and ``RegionLMSystem(sot_mode="point")`` tracks with it.
+expected (its last place moved by its velocity, ``prior="velocity"``, or its last place). The box moves to the
+mean of the patches' centres weighted by the softmax of the scores, over a ``window`` around the best one, and
+keeps its first size. About 12k weights, fitted on the frozen model's features of RegionWorld tracking sequences
+(``fit_pointer``), by default tracking them from its own guesses as it will be used (``training="rollout"``); it
+ships beside the model's weights as ``pointer_head.safetensors``, and ``RegionLMSystem(sot_mode="point")`` (the
+default ``"auto"`` when the file is there) tracks with it.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ class PointerConfig:
     prior: str = "velocity"  # where the place prior is centred: "last" place or the last place + the last step
     noise: float = 0.02      # training: the prior's centre and the template's box are jittered by this (frame sides)
     centre_weight: float = 0.1  # training: weight of the centre's pixel error beside the cross-entropy
-    training: str = "teacher"  # "teacher": from the truth on the frames before; "rollout": from its own guesses
-    smoothing: float = 0.0   # tracking: the velocity is the last step averaged with the earlier ones by this weight
+    training: str = "rollout"  # "rollout": fitted on its own guesses (follow); "teacher": on the truth before
+    smoothing: float = 0.7   # the velocity: the last step averaged with the earlier ones by this weight
     stitch: bool = False     # a grid of patches twice as fine each way (grid_features)
+    window: int = 3          # the place: the mean of the cells within this many of the most likely one (0: of all
+                             # cells, which lands between two look-alikes the head hesitates on)
 
     def validate(self) -> None:
         if self.prior not in PRIORS:
@@ -187,13 +191,26 @@ def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float
     for f in range(1, x.shape[1]):
         logits.append(point_step(head, q0, x[:, f - 1], x[:, f], box, place, velocity, noise, gen))
         # no gradient through the guesses: back-propagating through every frame diverged (rollout training)
-        pointed = (logits[-1].softmax(-1) @ centres).detach()
+        pointed = pointed_place(logits[-1].softmax(-1).detach(), centres, head.config.window)
         velocity = pointed - place if f == 1 else m * velocity + (1 - m) * (pointed - place)
         place = pointed
         box = moved(first, place)
         places.append(place)
     empty = x.new_zeros(len(x), 0, x.shape[2])
     return (torch.stack(logits, 1) if logits else empty), torch.stack(places, 1)
+
+
+def pointed_place(p: torch.Tensor, centres: torch.Tensor, window: int = 0) -> torch.Tensor:
+    """(N, P) shares of the grid's cells (P, 2 centres) -> (N, 2) their mean place, over the cells within
+    ``window`` cells of the most likely one (0: over all)."""
+    if window <= 0:
+        return p @ centres
+    g = int(round(math.sqrt(p.shape[1])))
+    peak = p.argmax(-1)
+    rows, cols = torch.arange(p.shape[1]) // g, torch.arange(p.shape[1]) % g
+    near = ((rows - (peak // g)[:, None]).abs() <= window) & ((cols - (peak % g)[:, None]).abs() <= window)
+    p = p * near
+    return p @ centres / p.sum(-1, keepdim=True)
 
 
 def point_track(model, head: PointerHead, frames: np.ndarray, init_box: Sequence[float]) -> list:
