@@ -4,7 +4,8 @@ Generates (once, cached under --data-dir) a test split and a compositional hold-
 in training (training streams the train split), then evaluates the model on:
   world-q (test)     region multiple choice: overall >= 85, each of the five types >= 70, region_swap >= 80
   world-q (holdout)  the same questions on unseen colour-shape pairs: overall >= 80
-  world-sot          single-object tracking from a first-frame box: success AUC >= 70
+  world-sot          single-object tracking from a first-frame box: success AUC >= 70 (with the model folder's
+                     pointer head when it has one, `--sot-mode auto`; world-sot-generate: boxes written as text)
   world-rsot         referring tracking from an expression: AUC >= 60
   world-d            region descriptions: CIDEr >= 100, attributes (colour, shape, size, motion) right >= 90
   world-vqa          video-level questions: >= 85
@@ -47,6 +48,7 @@ RUNS = [
     ("world-q", "world-q", "test", [("overall", 85), (None, 70), ("region_swap", 80)]),
     ("world-q-holdout", "world-q", "holdout", [("overall", 80)]),
     ("world-sot", "world-sot", "test", [("auc", 70)]),
+    ("world-sot-generate", "world-sot", "test", [("auc", None)]),
     ("world-rsot", "world-rsot", "test", [("auc", 60)]),
     ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90), ("attr_colour", None), ("attr_shape", None),
                                     ("attr_size", None), ("attr_motion", None)]),
@@ -59,6 +61,7 @@ RUNS = [
     ("world-vqa-generate", "world-vqa", "test", [("overall", None)]),
 ]
 EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"], "world-rsot-ground": ["--rsot-mode", "ground"],
+              "world-sot-generate": ["--sot-mode", "generate"],
               "world-d-greedy": ["--caption-beams", "1"], "world-vqa-generate": ["--choice-mode", "generate"],
               "world-d-keyframe": ["--region-propagation", "off"],
               "world-d-noguard": ["--caption-loop-guard", "off"]}

@@ -41,7 +41,9 @@ class RegionLM:
         ``options``: RegionLMSystem's (e.g. ``rsot_mode="ground"``: ``track(video, expression=...)`` picks among
         the object pipeline's tracks; ``caption_beams=1``: greedy descriptions; ``region_propagation="off"``:
         descriptions see the region on its own frame only, not followed by the classical tracker;
-        ``caption_loop_guard=False``: descriptions decoded without the guard against loops)."""
+        ``caption_loop_guard=False``: descriptions decoded without the guard against loops; ``sot_mode="generate"``:
+        ``track`` from a region writes its boxes as text, Elysium style, instead of following the object with the
+        model folder's pointer head)."""
         from transformers.utils import logging as hf_logging
 
         from .model.inference import RegionLMSystem, load_model
