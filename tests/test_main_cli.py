@@ -132,8 +132,9 @@ def test_track_model_region_json_and_tracks_file(capsys, video, model_dir, tmp_p
     out_file = tmp_path / "tracks.json"
     out = run_json(capsys, ["track", video, "--region", "box:10,10,30,30@2", "--model", model_dir,
                             "--out", str(out_file)])
-    assert set(out) == {"video", "backend", "region", "boxes", "out", "render", "model", "seconds"}
+    assert set(out) == {"video", "backend", "region", "sot_mode", "boxes", "out", "render", "model", "seconds"}
     assert out["backend"] == "model" and out["region"] == "box:10,10,30,30@2" and out["render"] is None
+    assert out["sot_mode"] == "generate"  # auto: this folder has no pointer head
     boxes = out["boxes"]
     assert len(boxes) == 8 and boxes[0] is None and boxes[1] is None  # frames before the region's frame
     assert boxes[2] == [10, 10, 30, 30]  # the given box
@@ -145,6 +146,12 @@ def test_track_model_region_json_and_tracks_file(capsys, video, model_dir, tmp_p
     assert sorted(track.masks) == [t for t, b in enumerate(boxes) if b is not None]
     doc = json.loads(out_file.read_text())
     assert all(set(e) == {"box"} for e in doc["objects"][0]["frames"].values())
+
+
+def test_track_sot_mode_point_needs_a_pointer_head(capsys, video, model_dir):
+    assert main(["track", video, "--region", "box:10,10,30,30@2", "--model", model_dir, "--sot-mode", "point"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no pointer_head.safetensors" in err and len(err.splitlines()) == 1
 
 
 def test_track_model_expression_and_render(capsys, frame_folder, model_dir, tmp_path):
