@@ -217,3 +217,25 @@ def test_stitched_features_are_the_towers_on_shifted_frames(tiny_folder):
     moved_frame = pixels[:, :, :, up][:, :, :, :, left]
     assert torch.allclose(fine[::2, 1::2], grid_features(model, moved_frame)[0, 1].reshape(4, 4, -1), atol=1e-5)
     assert not torch.allclose(fine[::2, 1::2], fine[::2, ::2], atol=1e-3)  # the square makes the shifts differ
+
+
+def test_fit_pointer_command_writes_the_head(tiny_folder, tmp_path, capsys):
+    import shutil
+
+    from regionlm.cli import main
+    from regionlm.world import generate_split
+
+    folder = shutil.copytree(tiny_folder, tmp_path / "model")
+    generate_split(tmp_path / "world", "train", 2, seed=5, progress=False)
+    assert main(["fit-pointer", "--data", str(tmp_path / "world"), "--model", str(folder), "--steps", "3",
+                 "--max-frames", "6", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["pointer"] == str(folder / POINTER_FILE) and out["sequences"] >= 1 and out["steps"] == 3
+    assert 0 < out["frames"] <= 6 * out["sequences"]
+    assert load(folder).sot_mode == "point"  # auto finds it
+    assert main(["fit-pointer", "--data", str(tmp_path / "world"), "--benchmark", "davis"]) == 2
+    assert "--benchmark must be one of" in capsys.readouterr().err
+    assert main(["fit-pointer", "--data", str(tmp_path / "world"), "--steps", "0"]) == 2
+    assert "--steps must be a positive integer" in capsys.readouterr().err
+    assert main(["fit-pointer", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

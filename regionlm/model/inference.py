@@ -377,8 +377,8 @@ class RegionLMSystem:
         if pointer is None and path is not None:
             pointer = load_pointer(path)
         if pointer is None and sot_mode == "point":
-            raise RegionLMError(f"sot_mode point: the model folder {path} has no {POINTER_FILE} (fit one: python "
-                                f"benchmarks/pointer_tracker.py --model {path} --save)")
+            raise RegionLMError(f"sot_mode point: the model folder {path} has no {POINTER_FILE} (fit one: regionlm "
+                                f"fit-pointer --data TRACKING_DATA --model {path})")
         return ("point", pointer) if pointer is not None else ("generate", None)
 
     # ------------------------------------------------------------------ generation
@@ -948,4 +948,5 @@ def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
 
 
 __all__ = ["BENCHMARK_TASKS", "CAPTION_TASKS", "CHOICE_MODES", "RSOT_MODES", "SOT_MODES", "FrameSource",
-           "RegionLMSystem", "clip_starts", "load_eval_system", "load_model", "nearest_positions", "weights_fingerprint"]
+           "RegionLMSystem", "clip_starts", "load_eval_system", "load_model", "nearest_positions", "pointer_fingerprint",
+           "weights_fingerprint"]

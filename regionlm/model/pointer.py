@@ -101,8 +101,8 @@ def grid_features(model, pixels: torch.Tensor, stitch: bool = False, chunk: int 
         parts = []
         with torch.no_grad():
             for i in range(0, len(frames), chunk):
-                f = model.vision_features(frames[i:i + chunk, None].to(model.dtype))  # (n, 1, g, g, D)
-                parts.append(f[:, 0].float())
+                f = model.vision_features(frames[i:i + chunk, None].to(model.device, model.dtype))  # (n, 1, g, g, D)
+                parts.append(f[:, 0].float().cpu())  # the head runs on the CPU: a few thousand weights
         return torch.cat(parts)  # (n, g, g, D)
 
     if not stitch:
@@ -245,10 +245,11 @@ class Sequences:
     present: torch.Tensor  # (S, T) bool: the object is seen
 
 
-def sequence_features(model, tracks: Sequence, stitch: bool = False, log: Callable = print,
-                      batch: int = 16) -> Sequences:
-    """Features of tracking sequences (benchmark ``Track``s with a video: world-sot's) and their truth."""
-    from ..video import VideoReader
+def sequence_features(model, tracks: Sequence, stitch: bool = False, max_frames: Optional[int] = None,
+                      log: Callable = print, batch: int = 16) -> Sequences:
+    """Features of tracking sequences (a tracking benchmark's ``Track``s: world-sot, lasot, vot) and their truth,
+    each cut to its first ``max_frames`` frames."""
+    from .inference import FrameSource
     from .processing import pixel_values
 
     xs, boxes, present = [], [], []
@@ -256,14 +257,15 @@ def sequence_features(model, tracks: Sequence, stitch: bool = False, log: Callab
         clips = []
         for track in tracks[i:i + batch]:
             s = track.sample
-            with VideoReader(s.video) as reader:
-                frames = reader.get_frames(s.frame_indices)
+            with FrameSource(s.frames if s.frames else s.video, s.frame_indices or None) as src:
+                frames = src.get(list(range(min(src.num_frames, max_frames or src.num_frames))))
             clips.append(frames)
             h, w = frames.shape[1:3]
-            gt = torch.as_tensor(np.asarray(track.gt, np.float32))  # xywh pixels
+            gt = torch.as_tensor(np.asarray(track.gt, np.float32))[:len(frames)]  # xywh pixels
             boxes.append(torch.stack([gt[:, 0] / w, gt[:, 1] / h, (gt[:, 0] + gt[:, 2]) / w,
                                       (gt[:, 1] + gt[:, 3]) / h], -1))
-            present.append(~torch.as_tensor(np.asarray(track.absent, bool)) & torch.isfinite(gt).all(-1))
+            absent = torch.as_tensor(np.asarray(track.absent, bool))[:len(frames)]
+            present.append(~absent & torch.isfinite(gt).all(-1))
         by_length: dict = {}
         for k, c in enumerate(clips):
             by_length.setdefault(len(c), []).append(k)
