@@ -239,3 +239,19 @@ def test_fit_pointer_command_writes_the_head(tiny_folder, tmp_path, capsys):
     assert "--steps must be a positive integer" in capsys.readouterr().err
     assert main(["fit-pointer", "--data", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_head_fitted_on_other_weights_is_not_used(tiny_folder, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_folder, tmp_path / "model")
+    torch.manual_seed(0)
+    save_pointer(PointerHead(32, PointerConfig(rank=4)), folder)
+    model = RegionLMForConditionalGeneration.from_pretrained(folder)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # the model trained again, its head not
+    model.save_pretrained(folder)
+    with pytest.warns(UserWarning, match="fitted on other weights"):
+        assert load(folder).sot_mode == "generate"
+    with pytest.raises(RegionLMError, match="fit it again"):
+        load(folder, sot_mode="point")

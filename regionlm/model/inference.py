@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import stat
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -368,14 +369,19 @@ class RegionLMSystem:
     @staticmethod
     def _pointer_mode(sot_mode: str, pointer, path) -> tuple:
         """(the sot mode used, the pointer head or None) for the ``sot_mode`` asked."""
-        from .pointer import POINTER_FILE, load_pointer
+        from .pointer import POINTER_FILE, StalePointer, load_pointer
 
         if sot_mode not in SOT_MODES:
             raise RegionLMError(f"sot_mode must be one of {SOT_MODES}, got {sot_mode!r}")
         if sot_mode == "generate":
             return "generate", None
         if pointer is None and path is not None:
-            pointer = load_pointer(path)
+            try:
+                pointer = load_pointer(path)
+            except StalePointer as e:  # auto: every verb still works, tracking as text (said once, on stderr)
+                if sot_mode == "point":
+                    raise
+                warnings.warn(f"{e}; tracking with boxes written as text", stacklevel=3)
         if pointer is None and sot_mode == "point":
             raise RegionLMError(f"sot_mode point: the model folder {path} has no {POINTER_FILE} (fit one: regionlm "
                                 f"fit-pointer --data TRACKING_DATA --model {path})")

@@ -358,21 +358,28 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
 
 
 def save_pointer(head: PointerHead, folder) -> Path:
-    """Write the head into a model folder (safetensors, its config in the metadata; temp file, then rename)."""
+    """Write the head into a model folder (safetensors; its config and the fingerprint of the weights it was fitted
+    on in the metadata; temp file, then rename)."""
     from safetensors.torch import save_file
+
+    from .inference import weights_fingerprint
 
     path = Path(folder) / POINTER_FILE
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(tmp), metadata={"config": json.dumps(asdict(head.config)), "dim": str(head.b.in_features)})
+    save_file(state, str(tmp), metadata={"config": json.dumps(asdict(head.config)), "dim": str(head.b.in_features),
+                                         "weights": weights_fingerprint(folder)})
     tmp.replace(path)
     return path
 
 
 def load_pointer(folder) -> Optional[PointerHead]:
-    """The pointer head of a model folder, or None when it has none."""
+    """The pointer head of a model folder, or None when it has none. A head fitted on other weights than the
+    folder's (the model trained again since) is refused: it would point with features it has never seen."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
+
+    from .inference import weights_fingerprint
 
     path = Path(folder) / POINTER_FILE
     if not path.exists():
@@ -385,4 +392,11 @@ def load_pointer(folder) -> Optional[PointerHead]:
         head.load_state_dict(load_file(str(path)))
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as e:
         raise RegionLMError(f"{path}: not a pointer head ({str(e).splitlines()[0]})") from None
+    if meta.get("weights") != weights_fingerprint(folder):
+        raise StalePointer(f"{path} was fitted on other weights than the model's in {folder} (trained again?): fit "
+                           f"it again (regionlm fit-pointer --data TRACKING_DATA --model {folder}) or remove it")
     return head.eval()
+
+
+class StalePointer(RegionLMError):
+    """A pointer head fitted on other weights than its folder's."""
