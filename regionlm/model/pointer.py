@@ -61,6 +61,8 @@ class PointerConfig:
 
 
 class PointerHead(nn.Module):
+    """The score of each patch (the module docstring's formula); ``dim``: the vision features' width."""
+
     def __init__(self, dim: int, config: PointerConfig):
         super().__init__()
         config.validate()
