@@ -42,7 +42,7 @@ class PointerConfig:
     template: bool = True    # also query with the patches under the box on the frame before
     prior: str = "velocity"  # where the place prior is centred: "last" place or the last place + the last step
     noise: float = 0.02      # training: the prior's centre and the template's box are jittered by this (frame sides)
-    centre_weight: float = 0.1  # training: weight of the centre's pixel error beside the cross-entropy
+    centre_weight: float = 1.0  # training: weight of the centre's pixel error (px, L1) beside the cross-entropy
     training: str = "rollout"  # "rollout": fitted on its own guesses (follow); "teacher": on the truth before
     smoothing: float = 0.7   # the velocity: the last step averaged with the earlier ones by this weight
     stitch: bool = False     # a grid of patches twice as fine each way (grid_features)
