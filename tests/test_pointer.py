@@ -185,6 +185,8 @@ def test_the_system_tracks_with_the_pointer_when_asked(tiny_folder, tmp_path):
         assert all(b is not None and b[2:] == [12, 12] for b in boxes[1:])  # the first box's size, moved
         direct = point_track(system.model, system.pointer, video[1:], [10, 20, 12, 12])
         assert np.allclose(np.asarray(boxes[1:], float), np.asarray(direct, float))
+        chunked = point_track(system.model, system.pointer, video[1:], [10, 20, 12, 12], chunk=2)
+        assert np.allclose(np.asarray(chunked, float), np.asarray(direct, float), atol=1e-4)  # frames encoded alone
     finally:
         (tiny_folder / POINTER_FILE).unlink()
 

@@ -698,8 +698,7 @@ class RegionLMSystem:
                     box = _valid_xyxy(init)
                     if box is None:
                         raise RegionError(f"the first box {list(init)} is empty (xyxy needs x2 > x1 and y2 > y1)")
-                    frames = src.get(list(range(src.num_frames)))
-                    decided[i] = [box_xywh_to_xyxy(b) for b in point_track(self.model, self.pointer, frames,
+                    decided[i] = [box_xywh_to_xyxy(b) for b in point_track(self.model, self.pointer, src,
                                                                               box_xyxy_to_xywh(box))]
         if self.rsot_mode == "ground":  # an expression without a box: the model picks among the pipeline's tracks
             from .grounding import track_by_grounding

@@ -215,17 +215,30 @@ def pointed_place(p: torch.Tensor, centres: torch.Tensor, window: int = 0) -> to
     return p @ centres / p.sum(-1, keepdim=True)
 
 
-def point_track(model, head: PointerHead, frames: np.ndarray, init_box: Sequence[float]) -> list:
-    """[x, y, w, h] pixel boxes on every frame of ``frames`` (T, H, W, 3) from the box on the first: each later
-    frame's box is the first box moved to where the head points, cut to the frame (a box is what is seen)."""
+def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chunk: int = 64) -> list:
+    """[x, y, w, h] pixel boxes on every frame of ``frames`` ((T, H, W, 3) uint8, or an inference.FrameSource) from
+    the box on the first: each later frame's box is the first box moved to where the head points, cut to the frame
+    (a box is what is seen). Frames are read and encoded ``chunk`` at a time, so a long video is never held
+    whole; only its small features are."""
     from .processing import pixel_values
 
-    h, w = frames.shape[1:3]
+    if isinstance(frames, np.ndarray):
+        n, (h, w) = len(frames), frames.shape[1:3]
+
+        def get(start, stop):
+            return frames[start:stop]
+    else:
+        n, h, w = frames.num_frames, frames.height, frames.width
+
+        def get(start, stop):
+            return frames.get(list(range(start, stop)))
+
     x0, y0, bw, bh = (float(v) for v in init_box)
     with torch.no_grad():
-        pixels = torch.from_numpy(pixel_values([frames], model.config))
-        x = head.standardise(grid_features(model, pixels, head.config.stitch))
-        _, places = follow(head, x, torch.tensor([[x0 / w, y0 / h, (x0 + bw) / w, (y0 + bh) / h]]))
+        x = torch.cat([grid_features(model, torch.from_numpy(pixel_values([get(i, min(i + chunk, n))], model.config)),
+                                     head.config.stitch)[0] for i in range(0, n, chunk)])
+        _, places = follow(head, head.standardise(x)[None],
+                           torch.tensor([[x0 / w, y0 / h, (x0 + bw) / w, (y0 + bh) / h]]))
     return [[x0, y0, bw, bh]] + [seen_part(cx * w - bw / 2, cy * h - bh / 2, bw, bh, w, h)
                                  for cx, cy in places[0, 1:].tolist()]
 
