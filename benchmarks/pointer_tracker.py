@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from motion_scratch import VAL, held_out_data, run  # noqa: E402
+from tracking_probe import sot_scores  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 from regionlm.model.pointer import PointerConfig  # noqa: E402
 
@@ -59,25 +60,6 @@ def tracks_of(folder: Path, limit: int = 0) -> list:
 
     items = get_benchmark("world-sot")(BenchmarkOptions(data=folder)).load()
     return items[:limit] if limit else items
-
-
-def sot_score(folder: Path, limit: int, trackers: dict, log) -> dict:
-    """world-sot metrics of each tracker (name -> fn(frames, init_box) -> xywh boxes) on ``folder``."""
-    from regionlm.eval.benchmarks import BenchmarkOptions, get_benchmark
-    from regionlm.video import VideoReader
-
-    bench = get_benchmark("world-sot")(BenchmarkOptions(data=folder))
-    items = bench.load()[:limit]
-    predictions = {name: {} for name in trackers}
-    for i, track in enumerate(items):
-        with VideoReader(track.sample.video) as reader:
-            frames = reader.get_frames(track.sample.frame_indices)
-        for name, fn in trackers.items():
-            predictions[name][track.id] = fn(frames, track.sample.init_box)
-        if (i + 1) % 50 == 0:
-            log(f"  world-sot: {i + 1}/{len(items)} sequences")
-    return {name: {k: round(float(v), 1) for k, v in bench.score(items, preds).metrics.items()}
-            for name, preds in predictions.items()}
 
 
 def main(argv=None) -> int:
@@ -121,9 +103,8 @@ def main(argv=None) -> int:
         fit_seconds[name] = round(time.time() - t0, 1)
     trackers = {f"pointer ({name})": (lambda frames, box, h=h: point_track(model, h, frames, box))
                 for name, h in heads.items()}
-    trackers["copy the first box"] = lambda frames, box: [list(box)] * len(frames)
     t0 = time.time()
-    sot = sot_score(held_out_data(out), args.sot, trackers, log)
+    sot = sot_scores(trackers, held_out_data(out), args.sot, log)  # beside "copy the first box"
     sot_seconds = round(time.time() - t0, 1)
     keys = list(next(iter(sot.values())))
     print(f"world-sot ({VAL['split']} seed {VAL['seed']}, {args.sot} sequences), head fitted on "

@@ -695,11 +695,8 @@ class RegionLMSystem:
 
             for i, (src, init, _) in enumerate(jobs):
                 if init is not None:
-                    box = _valid_xyxy(init)
-                    if box is None:
-                        raise RegionError(f"the first box {list(init)} is empty (xyxy needs x2 > x1 and y2 > y1)")
                     decided[i] = [box_xywh_to_xyxy(b) for b in point_track(self.model, self.pointer, src,
-                                                                              box_xyxy_to_xywh(box))]
+                                                                              box_xyxy_to_xywh(_first_box(init)))]
         if self.rsot_mode == "ground":  # an expression without a box: the model picks among the pipeline's tracks
             from .grounding import track_by_grounding
 
@@ -825,9 +822,7 @@ class _TrackState:
         self.system, self.src, self.expression = system, src, expression
         self.boxes: list = [None] * src.num_frames
         if init_xyxy is not None:
-            self.boxes[0] = _valid_xyxy(init_xyxy)
-            if self.boxes[0] is None:
-                raise RegionError(f"the first box {list(init_xyxy)} is empty (xyxy needs x2 > x1 and y2 > y1)")
+            self.boxes[0] = _first_box(init_xyxy)
         length = system.num_frames
         self.starts = clip_starts(src.num_frames, length, min(system.clip_overlap, max(length - 1, 0)))
         self.k, self.pos, self.seed = 0, [], None
@@ -860,6 +855,14 @@ class _TrackState:
             if box is not None:
                 self.boxes[t] = [round(min(max(v, 0.0), float(lim)), 3) for v, lim in zip(box, (w, h, w, h))]
         self.k += 1
+
+
+def _first_box(init_xyxy) -> list:
+    """The box a track starts from, checked (a one-line error when it is empty)."""
+    box = _valid_xyxy(init_xyxy)
+    if box is None:
+        raise RegionError(f"the first box {list(init_xyxy)} is empty (xyxy needs x2 > x1 and y2 > y1)")
+    return box
 
 
 def _as_prompt(region) -> RegionPrompt:
@@ -953,5 +956,5 @@ def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
 
 
 __all__ = ["BENCHMARK_TASKS", "CAPTION_TASKS", "CHOICE_MODES", "RSOT_MODES", "SOT_MODES", "FrameSource",
-           "RegionLMSystem", "clip_starts", "load_eval_system", "load_model", "nearest_positions", "pointer_fingerprint",
-           "weights_fingerprint"]
+           "RegionLMSystem", "clip_starts", "load_eval_system", "load_model", "nearest_positions",
+           "pointer_fingerprint", "weights_fingerprint"]

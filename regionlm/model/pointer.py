@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RegionLMError
+from ..regions import box_xywh_to_xyxy
+from .connectors import cell_centres as grid_cell_centres
 
 POINTER_FILE = "pointer_head.safetensors"
 PRIORS = ("last", "velocity")
@@ -129,8 +131,7 @@ def grid_features(model, pixels: torch.Tensor, stitch: bool = False, chunk: int 
 
 def cell_centres(g: int) -> torch.Tensor:
     """(g*g, 2): each cell's centre (x, y) as a fraction of the frame, row by row."""
-    c = (torch.arange(g, dtype=torch.float32) + 0.5) / g
-    return torch.stack([c.repeat(g), c.repeat_interleave(g)], dim=-1)
+    return grid_cell_centres(1, 1, g, g, "cpu", torch.float32).reshape(-1, 2)
 
 
 def box_cover(boxes: torch.Tensor, g: int) -> torch.Tensor:
@@ -159,16 +160,23 @@ def box_centre(box: torch.Tensor) -> torch.Tensor:
     return (box[..., :2] + box[..., 2:]) / 2
 
 
+def xyxy_fractions(xywh, width: int, height: int) -> torch.Tensor:
+    """(..., 4) [x, y, w, h] pixel boxes -> xyxy boxes as fractions of a width x height frame."""
+    xyxy = box_xywh_to_xyxy(np.asarray(xywh, np.float32))
+    return torch.from_numpy(xyxy) / torch.tensor([width, height, width, height], dtype=torch.float32)
+
+
 # ---------------------------------------------------------------------------------------------- tracking
 
 
-def point_step(head: PointerHead, q0, x_prev, x_cur, box, place, velocity, noise: float = 0.0,
+def point_step(head: PointerHead, centres, q0, x_prev, x_cur, box, place, velocity, noise: float = 0.0,
                gen: Optional[torch.Generator] = None):
-    """One frame for a batch of N tracks: q0 (N, D) the object on frame 0, x_prev / x_cur (N, P, D) standardised
-    patches of the frame before and this one, box (N, 4) the box on the frame before (xyxy fractions), place
-    (N, 2) its centre, velocity (N, 2) the object's step per frame as known. -> logits (N, P) over this frame's
-    patches. ``noise`` (training) jitters the prior's centre and the template's box."""
-    g = int(round(math.sqrt(x_cur.shape[1])))
+    """One frame for a batch of N tracks: centres (P, 2) the grid's cell centres (cell_centres), q0 (N, D) the
+    object on frame 0, x_prev / x_cur (N, P, D) standardised patches of the frame before and this one, box (N, 4)
+    the box on the frame before (xyxy fractions), place (N, 2) its centre, velocity (N, 2) the object's step per
+    frame as known. -> logits (N, P) over this frame's patches. ``noise`` (training) jitters the prior's centre
+    and the template's box."""
+    g = int(round(math.sqrt(len(centres))))
     last = place
     if noise:
         last = place + torch.randn(place.shape, generator=gen) * noise
@@ -176,7 +184,7 @@ def point_step(head: PointerHead, q0, x_prev, x_cur, box, place, velocity, noise
     query = q0
     if head.config.template:
         query = torch.cat([q0, pooled(x_prev, box_cover(moved(box, last), g))], -1)
-    return head(query, x_cur, (cell_centres(g) - expected[:, None]).pow(2).sum(-1))
+    return head(query, x_cur, (centres - expected[:, None]).pow(2).sum(-1))
 
 
 def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float = 0.0,
@@ -191,7 +199,7 @@ def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float
     box, place = first, box_centre(first)
     velocity, logits, places, m = torch.zeros_like(place), [], [place], head.config.smoothing
     for f in range(1, x.shape[1]):
-        logits.append(point_step(head, q0, x[:, f - 1], x[:, f], box, place, velocity, noise, gen))
+        logits.append(point_step(head, centres, q0, x[:, f - 1], x[:, f], box, place, velocity, noise, gen))
         # no gradient through the guesses: back-propagating through every frame diverged (rollout training)
         pointed = pointed_place(logits[-1].softmax(-1).detach(), centres, head.config.window)
         velocity = pointed - place if f == 1 else m * velocity + (1 - m) * (pointed - place)
@@ -237,8 +245,7 @@ def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chu
     with torch.no_grad():
         x = torch.cat([grid_features(model, torch.from_numpy(pixel_values([get(i, min(i + chunk, n))], model.config)),
                                      head.config.stitch)[0] for i in range(0, n, chunk)])
-        _, places = follow(head, head.standardise(x)[None],
-                           torch.tensor([[x0 / w, y0 / h, (x0 + bw) / w, (y0 + bh) / h]]))
+        _, places = follow(head, head.standardise(x)[None], xyxy_fractions([[x0, y0, bw, bh]], w, h))
     return [[x0, y0, bw, bh]] + [seen_part(cx * w - bw / 2, cy * h - bh / 2, bw, bh, w, h)
                                  for cx, cy in places[0, 1:].tolist()]
 
@@ -276,10 +283,9 @@ def sequence_features(model, tracks: Sequence, stitch: bool = False, max_frames:
                 frames = src.get(list(range(min(src.num_frames, max_frames or src.num_frames))))
             clips.append(frames)
             h, w = frames.shape[1:3]
-            gt = torch.as_tensor(np.asarray(track.gt, np.float32))[:len(frames)]  # xywh pixels
-            boxes.append(torch.stack([gt[:, 0] / w, gt[:, 1] / h, (gt[:, 0] + gt[:, 2]) / w,
-                                      (gt[:, 1] + gt[:, 3]) / h], -1))
+            gt = xyxy_fractions(np.asarray(track.gt, np.float32)[:len(frames)], w, h)
             absent = torch.as_tensor(np.asarray(track.absent, bool))[:len(frames)]
+            boxes.append(gt)
             present.append(~absent & torch.isfinite(gt).all(-1))
         by_length: dict = {}
         for k, c in enumerate(clips):
@@ -346,8 +352,9 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
             place = box_centre(data.boxes[si, fi - 1])
             velocity = torch.where(seen2[:, None], place - box_centre(data.boxes[si, (fi - 2).clamp(min=0)]), 0.0)
             q0 = pooled(head.standardise(data.x[si, 0]), box_cover(data.boxes[si, 0], g))
-            logits = point_step(head, q0, head.standardise(data.x[si, fi - 1]), head.standardise(data.x[si, fi]),
-                                data.boxes[si, fi - 1], place, velocity, config.noise, gen)
+            logits = point_step(head, centres, q0, head.standardise(data.x[si, fi - 1]),
+                                head.standardise(data.x[si, fi]), data.boxes[si, fi - 1], place, velocity, config.noise,
+                                gen)
             ce, centre_px = frame_loss(logits, data.boxes[si, fi])
             ce, centre_px = ce.mean(), centre_px.mean()
         else:
