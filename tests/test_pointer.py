@@ -17,8 +17,8 @@ from regionlm.errors import RegionLMError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.inference import RegionLMSystem, weights_fingerprint
 from regionlm.model.pointer import (POINTER_FILE, PointerConfig, PointerHead, Sequences, box_cover, cell_centres,
-                                    fit_pointer, follow, grid_features, load_pointer, point_track, pointed_place,
-                                    save_pointer)
+                                    fit_pointer, follow, full_size, grid_features, load_pointer, placed, point_track,
+                                    pointed_place, save_pointer, seen_part, seen_whole_aspect)
 from regionlm.model.processing import RegionLMProcessor, pixel_values
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
 
@@ -43,6 +43,36 @@ def test_the_windowed_place_keeps_to_the_likeliest_of_two():
     between = [(1.5 * 0.4 + 2.5 * 0.2 + 6.5 * 0.4) / 8, (2.5 * 0.6 + 6.5 * 0.4) / 8]
     assert pointed_place(p, centres)[0].tolist() == pytest.approx(between, abs=1e-3)
     assert pointed_place(p, centres, window=1)[0].tolist() == pytest.approx([(1.5 * 2 + 2.5) / 3 / 8, 2.5 / 8])
+
+
+def test_a_box_cut_by_the_frame_is_guessed_whole_and_placed_by_its_seen_part():
+    # 0.1 wide and 0.2 tall, cut by the left edge: at least as wide as tall at aspect 1, half as wide at 0.5
+    cut = torch.tensor([0.0, 0.4, 0.1, 0.6])
+    assert full_size(cut, 1.0).tolist() == pytest.approx([0.2, 0.2])
+    assert full_size(cut, 0.5).tolist() == pytest.approx([0.1, 0.2])
+    assert full_size(cut, 0.0).tolist() == pytest.approx([0.1, 0.2])  # no guess
+    assert full_size(torch.tensor([0.0, 0.0, 0.1, 0.2]), 1.0).tolist() == pytest.approx([0.1, 0.2])  # a corner
+    assert full_size(torch.tensor([0.3, 0.0, 0.5, 0.1]), 1.0).tolist() == pytest.approx([0.2, 0.2])  # the top
+    assert full_size(torch.tensor([0.3, 0.4, 0.4, 0.6]), 1.0).tolist() == pytest.approx([0.1, 0.2])  # inside
+    size = torch.tensor([0.2, 0.2])
+    inside = placed(torch.tensor([0.5, 0.5]), size)
+    assert inside.tolist() == pytest.approx([0.4, 0.4, 0.6, 0.6])
+    for place in ([0.05, 0.5], [0.97, 0.08]):  # near the left edge / the top-right corner
+        box = placed(torch.tensor(place), size)
+        seen = seen_part(*(box[:2] * 100).tolist(), *((box[2:] - box[:2]) * 100).tolist(), 100, 100)
+        assert [seen[0] + seen[2] / 2, seen[1] + seen[3] / 2] == pytest.approx([v * 100 for v in place])
+        assert (box[2:] - box[:2]).tolist() == pytest.approx([0.2, 0.2])
+
+
+def test_the_aspect_guess_is_the_median_of_boxes_seen_whole():
+    boxes = torch.tensor([[[0.1, 0.1, 0.3, 0.2], [0.2, 0.2, 0.3, 0.4], [0.5, 0.5, 0.7, 0.7], [0.0, 0.1, 0.9, 0.2]]])
+    present = torch.tensor([[True, True, True, True]])
+    data = Sequences(torch.zeros(1, 4, 4, 2), boxes, present)
+    assert seen_whole_aspect(data) == pytest.approx(1.0)  # of 2, 0.5 and 1; the cut 9-wide box not counted
+    data.present[0, 2] = False
+    assert seen_whole_aspect(data) == pytest.approx(0.5)  # of 2 and 0.5: torch's median is the lower
+    data.present[:] = False
+    assert seen_whole_aspect(data) == 0.0
 
 
 def test_the_cheap_score_is_the_formula():
@@ -183,6 +213,7 @@ def test_the_system_tracks_with_the_pointer_when_asked(tiny_folder, tmp_path):
         boxes = system.track(video, region="box:10,20,22,32@1")
         assert boxes[0] is None and boxes[1] == [10, 20, 12, 12]
         assert all(b is not None and b[2:] == [12, 12] for b in boxes[1:])  # the first box's size, moved
+        assert all(v == round(v) for b in boxes[1:] for v in b)  # in whole pixels
         direct = point_track(system.model, system.pointer, video[1:], [10, 20, 12, 12])
         assert np.allclose(np.asarray(boxes[1:], float), np.asarray(direct, float))
         chunked = point_track(system.model, system.pointer, video[1:], [10, 20, 12, 12], chunk=2)

@@ -9,8 +9,10 @@ pointer head reads that out directly. On each later frame it scores every patch 
 q: the object as it was given (the frame-0 patches under the first box, averaged) and, with ``template``, as it was
 last seen (the patches under the box on the frame before); d_k: the distance of patch k from where the object is
 expected (its last place moved by its velocity, ``prior="velocity"``, or its last place). The box moves to the
-mean of the patches' centres weighted by the softmax of the scores, over a ``window`` around the best one, and
-keeps its first size. About 12k weights, fitted on the frozen model's features of RegionWorld tracking sequences
+mean of the patches' centres weighted by the softmax of the scores, over a ``window`` around the best one: the
+centre of the object's seen part. The box keeps its first size (an object the frame's edge cuts on the first frame
+is guessed whole from the fit set's median aspect), is put where its seen part is centred there, and is given in
+whole pixels. About 12k weights, fitted on the frozen model's features of RegionWorld tracking sequences
 (``fit_pointer``), by default tracking them from its own guesses as it will be used (``training="rollout"``); it
 ships beside the model's weights as ``pointer_head.safetensors``, and ``RegionLMSystem(sot_mode="point")`` (the
 default ``"auto"`` when the file is there) tracks with it.
@@ -75,6 +77,9 @@ class PointerHead(nn.Module):
         self.c = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("mean", torch.zeros(dim))  # the features' mean and std over the fit set
         self.register_buffer("std", torch.ones(dim))
+        # the median width / height of the fit set's boxes seen whole: how wide an object whose first box the
+        # frame's edge cuts is guessed to be (0: no guess, the box keeps the size it is given)
+        self.register_buffer("aspect", torch.tensor(0.0))
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -160,6 +165,33 @@ def box_centre(box: torch.Tensor) -> torch.Tensor:
     return (box[..., :2] + box[..., 2:]) / 2
 
 
+def full_size(box: torch.Tensor, aspect: float) -> torch.Tensor:
+    """(..., 4) xyxy boxes (fractions of the frame) -> (..., 2) the whole object's width and height: a box the
+    frame's edge cuts across one side only is the seen part of a larger object, guessed to be at least ``aspect``
+    times as wide as it is tall (1 / ``aspect`` times as tall, for a cut above or below); 0: the box as given."""
+    size = box[..., 2:] - box[..., :2]
+    if aspect <= 0:
+        return size
+    edge = 0.5 / 256  # a box side within this of the frame's edge touches it (frames of up to 256 px)
+    cut_x = (box[..., 0] < edge) | (box[..., 2] > 1 - edge)
+    cut_y = (box[..., 1] < edge) | (box[..., 3] > 1 - edge)
+    w, h = size.unbind(-1)
+    return torch.stack([torch.where(cut_x & ~cut_y, torch.maximum(w, aspect * h), w),
+                        torch.where(cut_y & ~cut_x, torch.maximum(h, w / aspect), h)], -1)
+
+
+def placed(place: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """(..., 2) places, (..., 2) sizes (fractions of the frame) -> (..., 4) xyxy boxes of that size whose part
+    inside the frame is centred at the place (the head points at the centre of what is seen, as it was fitted:
+    near an edge the whole box lies further out)."""
+    half = size / 2
+    # the seen part of [c - half, c + half] is centred at (max(c - half, 0) + c + half) / 2 near the left edge:
+    # solved for c; the same at the right edge; a box wider than the frame stays centred
+    c = torch.where(place < half, 2 * place - half, torch.where(place > 1 - half, 2 * place - 1 + half, place))
+    c = torch.where(size >= 1, place, c)
+    return torch.cat([c - half, c + half], -1)
+
+
 def xyxy_fractions(xywh, width: int, height: int) -> torch.Tensor:
     """(..., 4) [x, y, w, h] pixel boxes -> xyxy boxes as fractions of a width x height frame."""
     xyxy = box_xywh_to_xyxy(np.asarray(xywh, np.float32))
@@ -241,13 +273,15 @@ def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chu
         def get(start, stop):
             return frames.get(list(range(start, stop)))
 
-    x0, y0, bw, bh = (float(v) for v in init_box)
+    first = [float(v) for v in init_box]
     with torch.no_grad():
         x = torch.cat([grid_features(model, torch.from_numpy(pixel_values([get(i, min(i + chunk, n))], model.config)),
                                      head.config.stitch)[0] for i in range(0, n, chunk)])
-        _, places = follow(head, head.standardise(x)[None], xyxy_fractions([[x0, y0, bw, bh]], w, h))
-    return [[x0, y0, bw, bh]] + [seen_part(cx * w - bw / 2, cy * h - bh / 2, bw, bh, w, h)
-                                 for cx, cy in places[0, 1:].tolist()]
+        box0 = xyxy_fractions([first], w, h)
+        _, places = follow(head, head.standardise(x)[None], box0)
+        boxes = placed(places[0, 1:], full_size(box0, float(head.aspect))) * torch.tensor([w, h, w, h])
+    # whole pixels, as boxes of what is seen are (the truth of every tracking benchmark)
+    return [first] + [seen_part(x1, y1, x2 - x1, y2 - y1, w, h) for x1, y1, x2, y2 in boxes.round().tolist()]
 
 
 def seen_part(x: float, y: float, bw: float, bh: float, w: int, h: int) -> list:
@@ -316,6 +350,15 @@ def training_pairs(data: Sequences) -> torch.Tensor:
     return ok.nonzero()
 
 
+def seen_whole_aspect(data: Sequences) -> float:
+    """The median width / height of the boxes no frame edge cuts (0 when there are none)."""
+    b = data.boxes[data.present]
+    edge = 0.5 / 256
+    whole = (b[:, :2] > edge).all(-1) & (b[:, 2:] < 1 - edge).all(-1) & (b[:, 3] > b[:, 1])
+    b = b[whole]
+    return float(((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1])).median()) if len(b) else 0.0
+
+
 def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps: int = 1500, batch: int = 512,
                 lr: float = 3e-3, seed: int = 0, log: Callable = print) -> PointerHead:
     """Fit a pointer head on ``data``. ``config.training`` "teacher": each step a batch of ``batch`` frames,
@@ -329,6 +372,7 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
     head = PointerHead(d, config)
     head.mean.copy_(data.x.mean((0, 1, 2)))
     head.std.copy_(data.x.std((0, 1, 2)).clamp(min=1e-6))
+    head.aspect.fill_(seen_whole_aspect(data))
     pairs = training_pairs(data)
     if len(pairs) == 0:
         raise RegionLMError("pointer: no training frames (the object must be seen on frame 0 and on two frames in "
