@@ -17,11 +17,13 @@ defaults of `regionlm eval`; world-q-generate, world-d-greedy and world-vqa-gene
 decoding, world-d-keyframe with the region on its key frame only and world-d-noguard without the loop guard, for
 reference (no bar).
 Each run's full results (results.json, report.md, plots, predictions cache) stay under --out/<name>; the table is
-printed and written to --out/default_model.json.
+printed and written to --out/default_model.json. A --model folder without a pointer head fitted on its weights (a
+model just trained) gets one first, fitted as the shipped one was (`regionlm fit-pointer` on 200 train-split
+videos of seed 5, which no training run streams; --no-fit-pointer: world-sot then has the model write its boxes).
 
     python benchmarks/default_model.py [--model DIR] [--videos 200] [--limit N] [--only world-q,world-sot]
                                        [--out benchmarks/results/default_model] [--before OLD.json]
-                                       [--doc docs/RESULTS.md]
+                                       [--doc docs/RESULTS.md] [--no-fit-pointer]
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
+POINTER_FIT = {"split": "train", "seed": 5, "videos": 200}  # as benchmarks/pointer_tracker.py fits the shipped head
 SEED = 1  # test/holdout videos: split streams differ from train's, and seed 1 is never a training seed
 # (name, benchmark, split, [(metric, bar)]): a None metric name means "every question type" of world-q; a None
 # bar, a number shown for reading the others (no bar of its own)
@@ -76,6 +79,22 @@ def ensure_split(folder: Path, split: str, videos: int, seed: int = SEED) -> Pat
                         "--num-videos", str(videos), "--seed", str(seed), "--json"], check=True,
                        stdout=subprocess.DEVNULL)
     return path
+
+
+def ensure_pointer(model: str, data_dir: Path) -> bool:
+    """Fit ``model``'s pointer head when it has none fitted on its weights; True when one was fitted."""
+    from regionlm.model.pointer import StalePointer, load_pointer
+
+    try:
+        if load_pointer(model) is not None:
+            return False
+    except StalePointer:
+        pass
+    data = ensure_split(data_dir, POINTER_FIT["split"], POINTER_FIT["videos"], POINTER_FIT["seed"])
+    print(f"{model} has no pointer head fitted on its weights: regionlm fit-pointer --data {data}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "regionlm.cli", "fit-pointer", "--data", str(data), "--model", model,
+                    "--json"], check=True, stdout=subprocess.DEVNULL)
+    return True
 
 
 def run_eval(name: str, bench: str, data: Path, model, out: Path, limit) -> dict:
@@ -125,12 +144,17 @@ def main() -> int:
     ap.add_argument("--before", help="an earlier run's default_model.json: its values become a 'before' column")
     ap.add_argument("--doc", help="a Markdown file to put the table in (between <!-- default_model:start --> and "
                                   "<!-- default_model:end -->)")
+    ap.add_argument("--no-fit-pointer", action="store_true",
+                    help="do not fit a pointer head for a --model folder that has none fitted on its weights")
     args = ap.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = [r for r in RUNS if not args.only or r[0] in args.only.split(",")]
     rows, results = [], {}
+    fitted = False
+    if args.model and not args.no_fit_pointer and any(r[0] == "world-sot" for r in runs):
+        fitted = ensure_pointer(args.model, Path(args.data_dir))
     for name, bench, split, bars in runs:
         data = ensure_split(Path(args.data_dir), split, args.videos)
         res = run_eval(name, bench, data, args.model, out, args.limit)
@@ -152,7 +176,7 @@ def main() -> int:
     report = {"benchmark": "default_model", "model": args.model or "shipped default", "videos": args.videos,
               "limit": args.limit, "seed": SEED, "threads": os.cpu_count(), "machine": platform.machine(),
               "bars": rows, "all_met": all(r["met"] for r in rows if r["met"] is not None),
-              "before": args.before,
+              "before": args.before, "pointer_fitted_here": fitted,
               "runs": {n: {"metrics": r["metrics"], "num_samples": r["num_samples"], "seconds": r["seconds"]}
                        for n, r in results.items()}}
     atomic_write_text(out / "default_model.json", json.dumps(report, indent=2))
