@@ -38,6 +38,7 @@ from .connectors import cell_centres as grid_cell_centres
 POINTER_FILE = "pointer_head.safetensors"
 PRIORS = ("last", "velocity")
 TRAININGS = ("teacher", "rollout")
+EDGE = 1e-3  # a box side this near the frame's edge (a fraction of its side) touches it (point_track: a pixel)
 
 
 @dataclass
@@ -165,16 +166,22 @@ def box_centre(box: torch.Tensor) -> torch.Tensor:
     return (box[..., :2] + box[..., 2:]) / 2
 
 
-def full_size(box: torch.Tensor, aspect: float) -> torch.Tensor:
+def touches_edge(box: torch.Tensor, edge=EDGE) -> tuple:
+    """(..., 4) xyxy boxes (fractions of the frame) -> (cut across x, cut across y): a side within ``edge`` (a
+    fraction of the frame, one for both axes or (x, y)) of the frame's edge is where the frame cuts the object."""
+    ex, ey = (edge, edge) if isinstance(edge, float) else edge
+    return ((box[..., 0] <= ex) | (box[..., 2] >= 1 - ex)), ((box[..., 1] <= ey) | (box[..., 3] >= 1 - ey))
+
+
+def full_size(box: torch.Tensor, aspect: float, edge=EDGE) -> torch.Tensor:
     """(..., 4) xyxy boxes (fractions of the frame) -> (..., 2) the whole object's width and height: a box the
-    frame's edge cuts across one side only is the seen part of a larger object, guessed to be at least ``aspect``
-    times as wide as it is tall (1 / ``aspect`` times as tall, for a cut above or below); 0: the box as given."""
+    frame's edge cuts across one side only (touches_edge) is the seen part of a larger object, guessed to be at
+    least ``aspect`` times as wide as it is tall (1 / ``aspect`` times as tall, for a cut above or below); 0: the
+    box as given."""
     size = box[..., 2:] - box[..., :2]
     if aspect <= 0:
         return size
-    edge = 0.5 / 256  # a box side within this of the frame's edge touches it (frames of up to 256 px)
-    cut_x = (box[..., 0] < edge) | (box[..., 2] > 1 - edge)
-    cut_y = (box[..., 1] < edge) | (box[..., 3] > 1 - edge)
+    cut_x, cut_y = touches_edge(box, edge)
     w, h = size.unbind(-1)
     return torch.stack([torch.where(cut_x & ~cut_y, torch.maximum(w, aspect * h), w),
                         torch.where(cut_y & ~cut_x, torch.maximum(h, w / aspect), h)], -1)
@@ -257,8 +264,9 @@ def pointed_place(p: torch.Tensor, centres: torch.Tensor, window: int = 0) -> to
 
 def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chunk: int = 64) -> list:
     """[x, y, w, h] pixel boxes on every frame of ``frames`` ((T, H, W, 3) uint8, or an inference.FrameSource) from
-    the box on the first: each later frame's box is the first box moved to where the head points, cut to the frame
-    (a box is what is seen). Frames are read and encoded ``chunk`` at a time, so a long video is never held
+    the box on the first: each later frame's box is of the first box's size (guessed whole when the frame's edge
+    cuts it, full_size), put so that its part inside the frame is centred where the head points (placed), in whole
+    pixels, cut to the frame (a box is what is seen). Frames are read and encoded ``chunk`` at a time, so a long video is never held
     whole; only its small features are."""
     from .processing import pixel_values
 
@@ -279,7 +287,8 @@ def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chu
                                      head.config.stitch)[0] for i in range(0, n, chunk)])
         box0 = xyxy_fractions([first], w, h)
         _, places = follow(head, head.standardise(x)[None], box0)
-        boxes = placed(places[0, 1:], full_size(box0, float(head.aspect))) * torch.tensor([w, h, w, h])
+        size = full_size(box0, float(head.aspect), (1 / w, 1 / h))  # a side within a pixel of the edge is cut
+        boxes = placed(places[0, 1:], size) * torch.tensor([w, h, w, h])
     # whole pixels, as boxes of what is seen are (the truth of every tracking benchmark)
     return [first] + [seen_part(x1, y1, x2 - x1, y2 - y1, w, h) for x1, y1, x2, y2 in boxes.round().tolist()]
 
@@ -353,9 +362,8 @@ def training_pairs(data: Sequences) -> torch.Tensor:
 def seen_whole_aspect(data: Sequences) -> float:
     """The median width / height of the boxes no frame edge cuts (0 when there are none)."""
     b = data.boxes[data.present]
-    edge = 0.5 / 256
-    whole = (b[:, :2] > edge).all(-1) & (b[:, 2:] < 1 - edge).all(-1) & (b[:, 3] > b[:, 1])
-    b = b[whole]
+    cut_x, cut_y = touches_edge(b)
+    b = b[~cut_x & ~cut_y & (b[:, 3] > b[:, 1])]
     return float(((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1])).median()) if len(b) else 0.0
 
 
