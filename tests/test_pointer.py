@@ -54,6 +54,9 @@ def test_a_box_cut_by_the_frame_is_guessed_whole_and_placed_by_its_seen_part():
     assert full_size(torch.tensor([0.0, 0.0, 0.1, 0.2]), 1.0).tolist() == pytest.approx([0.1, 0.2])  # a corner
     assert full_size(torch.tensor([0.3, 0.0, 0.5, 0.1]), 1.0).tolist() == pytest.approx([0.2, 0.2])  # the top
     assert full_size(torch.tensor([0.3, 0.4, 0.4, 0.6]), 1.0).tolist() == pytest.approx([0.1, 0.2])  # inside
+    near = torch.tensor([0.01, 0.4, 0.11, 0.6])  # a pixel from the left edge of a 100-pixel frame: cut there
+    assert full_size(near, 1.0).tolist() == pytest.approx([0.1, 0.2])
+    assert full_size(near, 1.0, (0.01, 0.01)).tolist() == pytest.approx([0.2, 0.2])
     size = torch.tensor([0.2, 0.2])
     inside = placed(torch.tensor([0.5, 0.5]), size)
     assert inside.tolist() == pytest.approx([0.4, 0.4, 0.6, 0.6])
