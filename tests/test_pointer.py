@@ -144,12 +144,21 @@ def test_the_head_round_trips_and_a_bad_file_is_one_error(tmp_path):
     torch.manual_seed(0)
     head = PointerHead(8, PointerConfig(rank=4, prior="last"))
     head.mean.normal_()
+    head.aspect.fill_(1.25)
     assert load_pointer(tmp_path) is None
     save_pointer(head, tmp_path)
     assert not list(tmp_path.glob("*.tmp"))
     back = load_pointer(tmp_path)
     assert back.config == head.config
     assert all(torch.equal(back.state_dict()[k], v) for k, v in head.state_dict().items())
+    from safetensors import safe_open  # a head saved before the aspect guess loads, guessing none
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / POINTER_FILE
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    save_file({k: v for k, v in load_file(str(path)).items() if k != "aspect"}, str(path), metadata=meta)
+    assert float(load_pointer(tmp_path).aspect) == 0.0
     (tmp_path / POINTER_FILE).write_bytes(b"not a safetensors file")
     with pytest.raises(RegionLMError, match=POINTER_FILE):
         load_pointer(tmp_path)

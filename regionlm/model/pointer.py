@@ -169,7 +169,7 @@ def box_centre(box: torch.Tensor) -> torch.Tensor:
 def touches_edge(box: torch.Tensor, edge=EDGE) -> tuple:
     """(..., 4) xyxy boxes (fractions of the frame) -> (cut across x, cut across y): a side within ``edge`` (a
     fraction of the frame, one for both axes or (x, y)) of the frame's edge is where the frame cuts the object."""
-    ex, ey = (edge, edge) if isinstance(edge, float) else edge
+    ex, ey = (edge, edge) if isinstance(edge, (int, float)) else edge
     return ((box[..., 0] <= ex) | (box[..., 2] >= 1 - ex)), ((box[..., 1] <= ey) | (box[..., 3] >= 1 - ey))
 
 
@@ -266,8 +266,8 @@ def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chu
     """[x, y, w, h] pixel boxes on every frame of ``frames`` ((T, H, W, 3) uint8, or an inference.FrameSource) from
     the box on the first: each later frame's box is of the first box's size (guessed whole when the frame's edge
     cuts it, full_size), put so that its part inside the frame is centred where the head points (placed), in whole
-    pixels, cut to the frame (a box is what is seen). Frames are read and encoded ``chunk`` at a time, so a long video is never held
-    whole; only its small features are."""
+    pixels, cut to the frame (a box is what is seen). Frames are read and encoded ``chunk`` at a time, so a long
+    video is never held whole; only its small features are."""
     from .processing import pixel_values
 
     if isinstance(frames, np.ndarray):
@@ -463,7 +463,9 @@ def load_pointer(folder) -> Optional[PointerHead]:
             meta = f.metadata() or {}
         config = PointerConfig(**json.loads(meta["config"]))
         head = PointerHead(int(meta["dim"]), config)
-        head.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        state.setdefault("aspect", torch.tensor(0.0))  # a head fitted before the guess: boxes kept as given
+        head.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as e:
         raise RegionLMError(f"{path}: not a pointer head ({str(e).splitlines()[0]})") from None
     if meta.get("weights") != weights_fingerprint(folder):
