@@ -142,7 +142,7 @@ def cell_centres(g: int) -> torch.Tensor:
 
 def box_cover(boxes: torch.Tensor, g: int) -> torch.Tensor:
     """(..., 4) xyxy boxes as fractions of the frame -> (..., g*g): the share of each cell the box covers."""
-    edges = torch.arange(g, dtype=torch.float32) / g
+    edges = torch.arange(g, dtype=torch.float32, device=boxes.device) / g
 
     def overlap(lo, hi):  # (...,) -> (..., g): the length of [lo, hi] inside each cell, in cell widths
         return (torch.minimum(hi[..., None], edges + 1 / g) - torch.maximum(lo[..., None], edges)).clamp(min=0) * g
@@ -218,7 +218,7 @@ def point_step(head: PointerHead, centres, q0, x_prev, x_cur, box, place, veloci
     g = int(round(math.sqrt(len(centres))))
     last = place
     if noise:
-        last = place + torch.randn(place.shape, generator=gen) * noise
+        last = place + torch.randn(place.shape, generator=gen).to(place.device) * noise
     expected = last + velocity if head.config.prior == "velocity" else last
     query = q0
     if head.config.template:
@@ -233,7 +233,7 @@ def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float
     first box's). Each frame's prior and template come from where the track pointed on the frames before; its
     velocity is the last step, averaged with the earlier ones by ``config.smoothing``."""
     g = int(round(math.sqrt(x.shape[2])))
-    centres = cell_centres(g)
+    centres = cell_centres(g).to(x.device)
     q0 = pooled(x[:, 0], box_cover(first, g))
     box, place = first, box_centre(first)
     velocity, logits, places, m = torch.zeros_like(place), [], [place], head.config.smoothing
@@ -256,7 +256,8 @@ def pointed_place(p: torch.Tensor, centres: torch.Tensor, window: int = 0) -> to
         return p @ centres
     g = int(round(math.sqrt(p.shape[1])))
     peak = p.argmax(-1)
-    rows, cols = torch.arange(p.shape[1]) // g, torch.arange(p.shape[1]) % g
+    cells = torch.arange(p.shape[1], device=p.device)
+    rows, cols = cells // g, cells % g
     near = ((rows - (peak // g)[:, None]).abs() <= window) & ((cols - (peak % g)[:, None]).abs() <= window)
     p = p * near
     return p @ centres / p.sum(-1, keepdim=True)
@@ -368,16 +369,20 @@ def seen_whole_aspect(data: Sequences) -> float:
 
 
 def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps: int = 1500, batch: int = 512,
-                lr: float = 3e-3, seed: int = 0, log: Callable = print) -> PointerHead:
+                lr: float = 3e-3, seed: int = 0, log: Callable = print, device=None) -> PointerHead:
     """Fit a pointer head on ``data``. ``config.training`` "teacher": each step a batch of ``batch`` frames,
     the prior and the template from the truth on the frames before (jittered by ``config.noise``); "rollout": a
     batch of ``batch // 8`` sequences tracked frame by frame as ``point_track`` does (``follow``), from its own
-    guesses, the loss summed over the frames, so the head learns from the places its own mistakes lead it to."""
-    gen = torch.Generator().manual_seed(seed)
+    guesses, the loss summed over the frames, so the head learns from the places its own mistakes lead it to.
+    ``device``: where to fit it (default the CPU; a GPU holds the features and fits it in seconds); the head comes
+    back on the CPU, where it runs beside the model."""
+    gen = torch.Generator().manual_seed(seed)  # on the CPU: the same draws wherever the head is fitted
     torch.manual_seed(seed)
+    device = torch.device(device or "cpu")
+    data = Sequences(data.x.to(device), data.boxes.to(device), data.present.to(device))
     s, t, p, d = data.x.shape
     g = int(round(math.sqrt(p)))
-    head = PointerHead(d, config)
+    head = PointerHead(d, config).to(device)
     head.mean.copy_(data.x.mean((0, 1, 2)))
     head.std.copy_(data.x.std((0, 1, 2)).clamp(min=1e-6))
     head.aspect.fill_(seen_whole_aspect(data))
@@ -386,7 +391,7 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
         raise RegionLMError("pointer: no training frames (the object must be seen on frame 0 and on two frames in "
                             "a row)")
     starts = data.present[:, 0].nonzero()[:, 0]  # rollout: sequences that see the object on frame 0
-    centres = cell_centres(g)
+    centres = cell_centres(g).to(device)
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
 
@@ -398,7 +403,7 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
 
     for step in range(steps):
         if config.training == "teacher":
-            pick = pairs[torch.randint(len(pairs), (min(batch, len(pairs)),), generator=gen)]
+            pick = pairs[torch.randint(len(pairs), (min(batch, len(pairs)),), generator=gen).to(device)]
             si, fi = pick[:, 0], pick[:, 1]
             seen2 = data.present[si, (fi - 2).clamp(min=0)] & (fi >= 2)
             place = box_centre(data.boxes[si, fi - 1])
@@ -410,7 +415,7 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
             ce, centre_px = frame_loss(logits, data.boxes[si, fi])
             ce, centre_px = ce.mean(), centre_px.mean()
         else:
-            si = starts[torch.randint(len(starts), (max(1, min(batch // 8, len(starts))),), generator=gen)]
+            si = starts[torch.randint(len(starts), (max(1, min(batch // 8, len(starts))),), generator=gen).to(device)]
             logits, _ = follow(head, head.standardise(data.x[si]), data.boxes[si, 0], config.noise, gen)
             ce, err = frame_loss(logits, data.boxes[si, 1:])
             seen = data.present[si, 1:].float()
@@ -425,7 +430,32 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
         if (step + 1) % max(1, steps // 5) == 0:
             log(f"  pointer: step {step + 1}/{steps}, cross-entropy {ce.item():.3f}, centre error "
                 f"{centre_px.item():.2f} px (L1, of 64)")
-    return head.eval()
+    return head.cpu().eval()
+
+
+def fit_world_pointer(model, folder, videos: int = 200, split: str = "train", seed: int = 5,
+                      world: Optional[dict] = None, steps: int = 1500, device=None, log: Callable = print) -> Path:
+    """Fit ``model``'s pointer head on the world-sot sequences of ``videos`` RegionWorld videos generated for it
+    (``split`` / ``seed``: pick ones its training never streamed; ``world``: WorldConfig options, as trained) and
+    write it into ``folder``, where ``model``'s weights are saved. The videos are generated beside the folder and
+    removed after."""
+    import shutil
+    import tempfile
+
+    from ..eval.benchmarks import BenchmarkOptions, get_benchmark
+    from ..world import WorldConfig
+    from ..world.generate import generate_split
+
+    folder = Path(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=".pointer-videos-", dir=folder.parent))
+    try:
+        log(f"  pointer: {videos} RegionWorld videos ({split}, seed {seed}) to fit the head on")
+        generate_split(tmp, split, videos, seed, WorldConfig(**(world or {})), progress=False)
+        tracks = get_benchmark("world-sot")(BenchmarkOptions(data=tmp)).load()
+        data = sequence_features(model, tracks, log=log)
+        return save_pointer(fit_pointer(data, PointerConfig(), steps=steps, log=log, device=device), folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -105,12 +105,24 @@ class LoraSpec:
 
 
 @dataclass
+class PointerSpec:
+    """After training, fit the model's pointer head (regionlm.model.pointer: how ``track`` follows a box) on the
+    world-sot sequences of ``videos`` fresh RegionWorld videos of ``split`` / ``seed`` (videos training never
+    streams), ``steps`` fit steps, and ship it in final/ beside the weights (as the shipped model's was fitted)."""
+    videos: int = 200
+    split: str = "train"
+    seed: int = 5
+    steps: int = 1500
+
+
+@dataclass
 class TrainConfig:
     stages: list
     model: ModelSpec = field(default_factory=ModelSpec)
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     data: DataSpec = field(default_factory=DataSpec)
     lora: Optional[LoraSpec] = None
+    pointer: Optional[PointerSpec] = None  # fit a pointer head after training (world data only)
     batch_size: int = 8  # per process and micro-step
     grad_accum: int = 1
     seed: int = 0
@@ -251,6 +263,16 @@ def _validate(cfg: TrainConfig, where: str) -> None:
             raise RegionLMError(f"{where}: {key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
     if cfg.lora is not None and cfg.distributed == "fsdp":
         raise RegionLMError(f"{where}: lora with distributed: fsdp is not supported; use ddp")
+    if cfg.pointer is not None:
+        pt = cfg.pointer
+        if cfg.data.source != "world":
+            raise RegionLMError(f"{where}: pointer is fitted on RegionWorld tracking; data.source is "
+                                f"{cfg.data.source!r}")
+        if pt.videos < 1 or pt.steps < 1:
+            raise RegionLMError(f"{where}: pointer.videos and pointer.steps must be >= 1")
+        if (pt.split, pt.seed) == (cfg.data.split, cfg.data.seed):
+            raise RegionLMError(f"{where}: pointer: split {pt.split!r} seed {pt.seed} is what training streams; "
+                                "fit the head on videos it never saw (another seed)")
     if cfg.lora is not None and (cfg.lora.r < 1 or not cfg.lora.target_modules):
         raise RegionLMError(f"{where}: lora: r must be >= 1 and target_modules non-empty")
 

@@ -810,10 +810,30 @@ class Trainer:
                        "distributed": cfg.distributed if rt.distributed else None, "device": str(rt.device),
                        "samples_per_s": (float(np.mean([r["samples_per_s"] for r in self.records[-5:]]))
                                          if self.records else None)}
+            if final is not None and cfg.pointer is not None:
+                summary["pointer"] = self._fit_pointer(final, rt)
             atomic_write_json(self.out / "summary.json", summary)
         if rt.distributed:
             dist.barrier()
         return summary or {"rank": rt.rank, "complete": complete, "step": self.last_step}
+
+    def _fit_pointer(self, final: Path, rt) -> dict:
+        """final/pointer_head.safetensors (config ``pointer``), fitted on the saved weights. A failure is a warning,
+        not the run's: the weights are saved, and `regionlm fit-pointer` fits the head later."""
+        from regionlm.model import RegionLMForConditionalGeneration
+        from regionlm.model.pointer import fit_world_pointer
+
+        spec, start = self.cfg.pointer, time.perf_counter()
+        log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if self.progress else (lambda msg: None)
+        try:
+            model = RegionLMForConditionalGeneration.from_pretrained(final).to(rt.device).eval()
+            path = fit_world_pointer(model, final, spec.videos, spec.split, spec.seed, self.cfg.data.world,
+                                     spec.steps, device=rt.device, log=log)
+        except Exception as e:  # noqa: BLE001 - the trained weights must not be lost to the head's fit
+            print(f"warning: the pointer head was not fitted ({type(e).__name__}: {e}); fit it with regionlm "
+                  f"fit-pointer --model {final}", file=sys.stderr)
+            return {"error": f"{type(e).__name__}: {e}"}
+        return {"path": str(path), "seconds": round(time.perf_counter() - start, 1)}
 
     def _save_final(self, module, source, full_state) -> Path:
         """OUT/final: save_pretrained (safetensors) of the RegionLM - LoRA merged in, its adapter also in
