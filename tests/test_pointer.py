@@ -276,6 +276,7 @@ def test_fit_pointer_command_writes_the_head(tiny_folder, tmp_path, capsys):
                  "--max-frames", "6", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["pointer"] == str(folder / POINTER_FILE) and out["sequences"] >= 1 and out["steps"] == 3
+    assert out["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert 0 < out["frames"] <= 6 * out["sequences"]
     assert load(folder).sot_mode == "point"  # auto finds it
     assert main(["fit-pointer", "--data", str(tmp_path / "world"), "--benchmark", "davis"]) == 2
@@ -284,6 +285,8 @@ def test_fit_pointer_command_writes_the_head(tiny_folder, tmp_path, capsys):
     assert "--steps must be a positive integer" in capsys.readouterr().err
     assert main(["fit-pointer", "--data", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+    assert main(["fit-pointer", "--data", str(tmp_path / "world"), "--model", str(folder), "--device", "bogus"]) == 2
+    assert "--device bogus" in capsys.readouterr().err
 
 
 def test_a_head_fitted_on_other_weights_is_not_used(tiny_folder, tmp_path):

@@ -1,7 +1,7 @@
 """`regionlm fit-pointer`: fit a model's pointer head (regionlm.model.pointer) on tracking sequences.
 
     regionlm fit-pointer --data DIR [--benchmark world-sot|lasot|vot] [--model DIR] [--steps N] [--max-frames N]
-                         [--limit N] [--video-root DIR] [--threads N] [--json]
+                         [--limit N] [--video-root DIR] [--threads N] [--device DEV] [--json]
 
 Reads the sequences (their videos and truth boxes) of a tracking benchmark's data, runs the model's vision tower on
 them once (frozen), fits the head and writes it into the model folder as ``pointer_head.safetensors`` (temp file,
@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", metavar="N", help="the first N sequences only")
     p.add_argument("--video-root", metavar="DIR", help="resolve the data's relative video paths under DIR")
     p.add_argument("--threads", default="2", metavar="N", help="torch threads (default 2)")
+    p.add_argument("--device", help="torch device for the vision tower and the fit (default: CUDA when available)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -70,16 +71,21 @@ def run(args) -> int:
         raise RegionLMError(f"--data {args.data}: no tracking sequences with a first box")
     folder = args.model or default_model_dir()
     model, _ = load_model(folder)
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(device)
+    except (RuntimeError, AssertionError) as e:
+        raise RegionLMError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
 
     def log(msg):
         if not args.json:
             print(msg, file=sys.stderr, flush=True)
 
     data = sequence_features(model, tracks, max_frames=max_frames, log=log)
-    head = fit_pointer(data, PointerConfig(), steps=steps, log=log)
+    head = fit_pointer(data, PointerConfig(), steps=steps, log=log, device=device)
     path = save_pointer(head, folder)
     summary = {"model": str(folder), "pointer": str(path), "benchmark": args.benchmark, "data": str(args.data),
-               "sequences": len(tracks), "frames": int(data.present.sum()), "steps": steps,
+               "sequences": len(tracks), "frames": int(data.present.sum()), "steps": steps, "device": str(device),
                "weights": sum(p.numel() for p in head.parameters()), "seconds": round(time.perf_counter() - start, 1)}
     if args.json:
         print(json.dumps(summary))
