@@ -120,7 +120,7 @@ def check_bars(name: str, metrics: dict, bars: list) -> list[dict]:
         keys = [metric] if metric else sorted(k for k in metrics if k not in NOT_TYPES)
         for k in keys:
             value = metrics.get(k)
-            rows.append({"run": name, "metric": k, "value": None if value is None else round(float(value), 2),
+            rows.append({"run": name, "metric": k, "value": None if value is None else round(float(value), 4),
                          "bar": bar, "met": None if bar is None else (value is not None and value >= bar)})
     return rows
 
@@ -164,7 +164,7 @@ def main() -> int:
     before = {}
     if args.before:
         old = json.loads(Path(args.before).read_text())
-        before = {(n, k): round(float(v), 2) for n, r in old["runs"].items() for k, v in r["metrics"].items()
+        before = {(n, k): round(float(v), 4) for n, r in old["runs"].items() for k, v in r["metrics"].items()
                   if isinstance(v, (int, float))}
     cells = [table_cells(r, before) for r in rows]
     head = ["run", "metric"] + (["before"] if before else []) + ["value", "bar", "met"]
