@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     import torch
 
     from regionlm.model import RegionLMForConditionalGeneration
-    from regionlm.model.pointer import fit_pointer, point_track, save_pointer, sequence_features
+    from regionlm.model.pointer import point_track, save_pointer
+    from regionlm.model.pointer_fit import fit_pointer, sequence_features
 
     torch.set_num_threads(args.threads)
 

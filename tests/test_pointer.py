@@ -16,9 +16,10 @@ import torch
 from regionlm.errors import RegionLMError
 from regionlm.model import RegionLMConfig, RegionLMForConditionalGeneration
 from regionlm.model.inference import RegionLMSystem, weights_fingerprint
-from regionlm.model.pointer import (POINTER_FILE, PointerConfig, PointerHead, Sequences, box_cover, cell_centres,
-                                    fit_pointer, follow, full_size, grid_features, load_pointer, placed, point_track,
-                                    pointed_place, save_pointer, seen_part, seen_whole_aspect)
+from regionlm.model.pointer import (POINTER_FILE, PointerConfig, PointerHead, box_cover, cell_centres, follow,
+                                    full_size, grid_features, load_pointer, placed, point_track, pointed_place,
+                                    save_pointer, seen_part)
+from regionlm.model.pointer_fit import Sequences, fit_pointer, seen_whole_aspect
 from regionlm.model.processing import RegionLMProcessor, pixel_values
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
 

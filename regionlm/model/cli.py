@@ -57,7 +57,8 @@ def run(args) -> int:
     from ..api import default_model_dir
     from ..eval.benchmarks import BenchmarkOptions, get_benchmark
     from .inference import load_model
-    from .pointer import PointerConfig, fit_pointer, save_pointer, sequence_features
+    from .pointer import PointerConfig, save_pointer
+    from .pointer_fit import fit_pointer, sequence_features
 
     if args.benchmark not in TRACKING_BENCHMARKS:
         raise RegionLMError(f"--benchmark must be one of {', '.join(TRACKING_BENCHMARKS)}, got {args.benchmark!r}")

@@ -821,7 +821,7 @@ class Trainer:
         """final/pointer_head.safetensors (config ``pointer``), fitted on the saved weights. A failure is a warning,
         not the run's: the weights are saved, and `regionlm fit-pointer` fits the head later."""
         from regionlm.model import RegionLMForConditionalGeneration
-        from regionlm.model.pointer import fit_world_pointer
+        from regionlm.model.pointer_fit import fit_world_pointer
 
         spec, start = self.cfg.pointer, time.perf_counter()
         log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if self.progress else (lambda msg: None)
