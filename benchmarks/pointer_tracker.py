@@ -6,7 +6,7 @@ scoring, beside repeating the first box. Variants of the head (``--variants``, c
 same features; ``--save`` writes the first variant's head into the model folder (``pointer_head.safetensors``),
 where ``RegionLMSystem(sot_mode="point")`` (``regionlm eval --sot-mode point``, ``regionlm track``) finds it.
 
-    python benchmarks/pointer_tracker.py [--model regionlm/assets/default_model] [--videos 200] [--steps 1500]
+    python benchmarks/pointer_tracker.py [--model regionlm/assets/default_model] [--videos 200] [--steps 400]
         [--variants shipped,centre-0.1,no-window,teacher] [--sot 222] [--save] [--out benchmarks/results/pointer]
 """
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "regionlm" / "assets" / "default_model"))
     ap.add_argument("--videos", type=int, default=200, help="RegionWorld videos to fit on (train split, seed 5)")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--variants", default="shipped", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     ap.add_argument("--sot", type=int, default=222, help="world-sot sequences to score on (val, seed 2)")
     ap.add_argument("--save", action="store_true", help="write the first variant's head into --model")

@@ -134,11 +134,27 @@ def test_fit_needs_frames_where_the_object_is_seen():
         fit_pointer(data, steps=1, log=lambda m: None)
 
 
+def test_the_adapter_starts_as_no_change_and_sees_neighbours():
+    torch.manual_seed(0)
+    head = PointerHead(8, PointerConfig(rank=4, adapter=6))
+    x = torch.randn(2, 3, 16, 8)  # 4 x 4 grids
+    assert torch.equal(head.adapt(x), x)  # zero-initialised output layer
+    torch.nn.init.normal_(head.adapter[2].weight)
+    moved_one = x.clone()
+    moved_one[0, 0, 5] += 1.0  # one patch of one frame: its neighbours change, far patches and other frames not
+    diff = (head.adapt(moved_one) - head.adapt(x)).abs().sum(-1)
+    assert diff[0, 0, [0, 1, 2, 4, 6, 8, 9, 10]].min() > 0 and diff[0, 0, [3, 7, 11, 12, 15]].max() == 0
+    assert diff[0, 1:].max() == 0 and diff[1].max() == 0
+    assert PointerHead(8, PointerConfig(adapter=0)).adapter is None
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(RegionLMError, match="prior"):
         PointerHead(8, PointerConfig(prior="ahead"))
     with pytest.raises(RegionLMError, match="training"):
         PointerHead(8, PointerConfig(training="online"))
+    with pytest.raises(RegionLMError, match="adapter"):
+        PointerHead(8, PointerConfig(adapter=-1))
 
 
 def test_the_head_round_trips_and_a_bad_file_is_one_error(tmp_path):

@@ -53,6 +53,8 @@ class PointerConfig:
     stitch: bool = False     # a grid of patches twice as fine each way (grid_features)
     window: int = 3          # the place: the mean of the cells within this many of the most likely one (0: of all
                              # cells, which lands between two look-alikes the head hesitates on)
+    adapter: int = 32        # width of a 3 x 3 convolution over each frame's grid whose output is added to the
+                             # features before they are scored: each patch sees its neighbours (0: none)
 
     def validate(self) -> None:
         if self.prior not in PRIORS:
@@ -63,6 +65,8 @@ class PointerConfig:
             raise RegionLMError(f"pointer smoothing must be in [0, 1), got {self.smoothing}")
         if self.rank < 1:
             raise RegionLMError(f"pointer rank must be at least 1, got {self.rank}")
+        if self.adapter < 0:
+            raise RegionLMError(f"pointer adapter must be 0 (none) or a width, got {self.adapter}")
 
 
 class PointerHead(nn.Module):
@@ -81,9 +85,24 @@ class PointerHead(nn.Module):
         # the median width / height of the fit set's boxes seen whole: how wide an object whose first box the
         # frame's edge cuts is guessed to be (0: no guess, the box keeps the size it is given)
         self.register_buffer("aspect", torch.tensor(0.0))
+        self.adapter = None
+        if config.adapter:
+            self.adapter = nn.Sequential(nn.Conv2d(dim, config.adapter, 3, padding=1), nn.GELU(),
+                                         nn.Conv2d(config.adapter, dim, 1))
+            nn.init.zeros_(self.adapter[2].weight)  # it starts as no change
+            nn.init.zeros_(self.adapter[2].bias)
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+    def adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., P, D) standardised patches of square grids -> the same with the adapter's output added."""
+        if self.adapter is None:
+            return x
+        *lead, p, d = x.shape
+        g = int(round(math.sqrt(p)))
+        grids = x.reshape(-1, g, g, d).permute(0, 3, 1, 2)
+        return (grids + self.adapter(grids)).permute(0, 2, 3, 1).reshape(*lead, p, d)
 
     def forward(self, query: torch.Tensor, x: torch.Tensor, dist2: torch.Tensor) -> torch.Tensor:
         """query (N, Q), standardised patches x (N, P, D), squared distances from the expected place (N, P) ->
@@ -228,12 +247,13 @@ def point_step(head: PointerHead, centres, q0, x_prev, x_cur, box, place, veloci
 
 def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float = 0.0,
            gen: Optional[torch.Generator] = None) -> tuple:
-    """Track N objects through their frames: x (N, T, P, D) standardised patches, first (N, 4) the boxes on
-    frame 0 (xyxy fractions) -> (logits (N, T-1, P) of frames 1.., centres (N, T, 2) pointed at, frame 0's the
-    first box's). Each frame's prior and template come from where the track pointed on the frames before; its
+    """Track N objects through their frames: x (N, T, P, D) standardised patches (the head's adapter is applied
+    here), first (N, 4) the boxes on frame 0 (xyxy fractions) -> (logits (N, T-1, P) of frames 1.., centres
+    (N, T, 2) pointed at, frame 0's the first box's). Each frame's prior and template come from where the track pointed on the frames before; its
     velocity is the last step, averaged with the earlier ones by ``config.smoothing``."""
     g = int(round(math.sqrt(x.shape[2])))
     centres = cell_centres(g).to(x.device)
+    x = head.adapt(x)
     q0 = pooled(x[:, 0], box_cover(first, g))
     box, place = first, box_centre(first)
     velocity, logits, places, m = torch.zeros_like(place), [], [place], head.config.smoothing

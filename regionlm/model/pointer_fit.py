@@ -86,7 +86,7 @@ def seen_whole_aspect(data: Sequences) -> float:
     return float(((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1])).median()) if len(b) else 0.0
 
 
-def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps: int = 1500, batch: int = 512,
+def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps: int = 400, batch: int = 512,
                 lr: float = 3e-3, seed: int = 0, log: Callable = print, device=None) -> PointerHead:
     """Fit a pointer head on ``data``. ``config.training`` "teacher": each step a batch of ``batch`` frames,
     the prior and the template from the truth on the frames before (jittered by ``config.noise``); "rollout": a
@@ -126,10 +126,10 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
             seen2 = data.present[si, (fi - 2).clamp(min=0)] & (fi >= 2)
             place = box_centre(data.boxes[si, fi - 1])
             velocity = torch.where(seen2[:, None], place - box_centre(data.boxes[si, (fi - 2).clamp(min=0)]), 0.0)
-            q0 = pooled(head.standardise(data.x[si, 0]), box_cover(data.boxes[si, 0], g))
-            logits = point_step(head, centres, q0, head.standardise(data.x[si, fi - 1]),
-                                head.standardise(data.x[si, fi]), data.boxes[si, fi - 1], place, velocity, config.noise,
-                                gen)
+            x = head.adapt(head.standardise(torch.stack([data.x[si, 0], data.x[si, fi - 1], data.x[si, fi]], 1)))
+            q0 = pooled(x[:, 0], box_cover(data.boxes[si, 0], g))
+            logits = point_step(head, centres, q0, x[:, 1], x[:, 2], data.boxes[si, fi - 1], place, velocity,
+                                config.noise, gen)
             ce, centre_px = frame_loss(logits, data.boxes[si, fi])
             ce, centre_px = ce.mean(), centre_px.mean()
         else:
@@ -152,7 +152,7 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
 
 
 def fit_world_pointer(model, folder, videos: int = 200, split: str = "train", seed: int = 5,
-                      world: Optional[dict] = None, steps: int = 1500, device=None, log: Callable = print) -> Path:
+                      world: Optional[dict] = None, steps: int = 400, device=None, log: Callable = print) -> Path:
     """Fit ``model``'s pointer head on the world-sot sequences of ``videos`` RegionWorld videos generated for it
     (``split`` / ``seed``: pick ones its training never streamed; ``world``: WorldConfig options, as trained) and
     write it into ``folder``, where ``model``'s weights are saved. The videos are generated beside the folder and

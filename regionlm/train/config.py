@@ -112,7 +112,7 @@ class PointerSpec:
     videos: int = 200
     split: str = "train"
     seed: int = 5
-    steps: int = 1500
+    steps: int = 400
 
 
 @dataclass
