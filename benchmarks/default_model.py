@@ -18,8 +18,8 @@ decoding, world-d-keyframe with the region on its key frame only and world-d-nog
 reference (no bar).
 Each run's full results (results.json, report.md, plots, predictions cache) stay under --out/<name>; the table is
 printed and written to --out/default_model.json. A --model folder without a pointer head fitted on its weights (a
-model just trained) gets one first, fitted as the shipped one was (`regionlm fit-pointer` on 200 train-split
-videos of seed 5, which no training run streams; --no-fit-pointer: world-sot then has the model write its boxes).
+model just trained) gets one first, fitted as the shipped one was (train.config.PointerSpec: RegionWorld videos of
+a seed no training run streams; --no-fit-pointer: world-sot then has the model write its boxes).
 
     python benchmarks/default_model.py [--model DIR] [--videos 200] [--limit N] [--only world-q,world-sot]
                                        [--out benchmarks/results/default_model] [--before OLD.json]
@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
-POINTER_FIT = {"split": "train", "seed": 5, "videos": 200}  # as benchmarks/pointer_tracker.py fits the shipped head
 SEED = 1  # test/holdout videos: split streams differ from train's, and seed 1 is never a training seed
 # (name, benchmark, split, [(metric, bar)]): a None metric name means "every question type" of world-q; a None
 # bar, a number shown for reading the others (no bar of its own)
@@ -81,19 +80,23 @@ def ensure_split(folder: Path, split: str, videos: int, seed: int = SEED) -> Pat
     return path
 
 
-def ensure_pointer(model: str, data_dir: Path) -> bool:
-    """Fit ``model``'s pointer head when it has none fitted on its weights; True when one was fitted."""
+def ensure_pointer(model: str) -> bool:
+    """Fit ``model``'s pointer head when it has none fitted on its weights, as training does (PointerSpec); True
+    when one was fitted."""
+    from regionlm.model.inference import load_model
     from regionlm.model.pointer import StalePointer, load_pointer
+    from regionlm.model.pointer_fit import fit_world_pointer
+    from regionlm.train.config import PointerSpec
 
     try:
         if load_pointer(model) is not None:
             return False
     except StalePointer:
         pass
-    data = ensure_split(data_dir, POINTER_FIT["split"], POINTER_FIT["videos"], POINTER_FIT["seed"])
-    print(f"{model} has no pointer head fitted on its weights: regionlm fit-pointer --data {data}", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "regionlm.cli", "fit-pointer", "--data", str(data), "--model", model,
-                    "--json"], check=True, stdout=subprocess.DEVNULL)
+    spec = PointerSpec()
+    print(f"{model} has no pointer head fitted on its weights: fitting one ({spec})", file=sys.stderr)
+    fit_world_pointer(load_model(model)[0], model, spec.videos, spec.split, spec.seed, spec.steps,
+                      log=lambda msg: print(msg, file=sys.stderr, flush=True))
     return True
 
 
@@ -154,7 +157,7 @@ def main() -> int:
     rows, results = [], {}
     fitted = False
     if args.model and not args.no_fit_pointer and any(r[0] == "world-sot" for r in runs):
-        fitted = ensure_pointer(args.model, Path(args.data_dir))
+        fitted = ensure_pointer(args.model)
     for name, bench, split, bars in runs:
         data = ensure_split(Path(args.data_dir), split, args.videos)
         res = run_eval(name, bench, data, args.model, out, args.limit)

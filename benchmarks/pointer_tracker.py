@@ -27,8 +27,10 @@ from motion_scratch import VAL, held_out_data, run  # noqa: E402
 from tracking_probe import sot_scores  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 from regionlm.model.pointer import PointerConfig  # noqa: E402
+from regionlm.train.config import PointerSpec  # noqa: E402
 
-FIT = {"split": "train", "seed": 5}  # a seed no training run streams (training: 0 and 3, test 1, val 2)
+# the shipped head's recipe: a seed no training run streams (training: 0 and 3, test 1, val 2)
+FIT = {"split": PointerSpec.split, "seed": PointerSpec.seed}
 # name -> changes to PointerConfig's defaults ("shipped": the head shipped with the default model; "teacher":
 # fitted from the truth on the frames before, and every place a mean over the whole grid; the variants after
 # "shipped" weigh the centre's pixel error 0.1 beside the cross-entropy, as first measured)
@@ -65,8 +67,9 @@ def tracks_of(folder: Path, limit: int = 0) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "regionlm" / "assets" / "default_model"))
-    ap.add_argument("--videos", type=int, default=200, help="RegionWorld videos to fit on (train split, seed 5)")
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--videos", type=int, default=PointerSpec.videos,
+                    help=f"RegionWorld videos to fit on ({FIT['split']} split, seed {FIT['seed']})")
+    ap.add_argument("--steps", type=int, default=PointerSpec.steps)
     ap.add_argument("--variants", default="shipped", help=f"comma-separated, of: {', '.join(VARIANTS)}")
     ap.add_argument("--sot", type=int, default=222, help="world-sot sequences to score on (val, seed 2)")
     ap.add_argument("--save", action="store_true", help="write the first variant's head into --model")

@@ -31,7 +31,10 @@ def add_parser(sub) -> None:
                    help=f"the data's format: {', '.join(TRACKING_BENCHMARKS)} (default world-sot)")
     p.add_argument("--model", metavar="DIR", help="the RegionLM folder to fit it for and write it into (default: "
                                                   "the shipped model)")
-    p.add_argument("--steps", default="400", metavar="N", help="fit steps (default 400)")
+    from ..train.config import PointerSpec  # the shipped head's recipe
+
+    p.add_argument("--steps", default=str(PointerSpec.steps), metavar="N",
+                   help=f"fit steps (default {PointerSpec.steps})")
     p.add_argument("--max-frames", default="16", metavar="N", help="the first N frames of each sequence (default 16)")
     p.add_argument("--limit", metavar="N", help="the first N sequences only")
     p.add_argument("--video-root", metavar="DIR", help="resolve the data's relative video paths under DIR")

@@ -12,7 +12,8 @@ expected (its last place moved by its velocity, ``prior="velocity"``, or its las
 mean of the patches' centres weighted by the softmax of the scores, over a ``window`` around the best one: the
 centre of the object's seen part. The box keeps its first size (an object the frame's edge cuts on the first frame
 is guessed whole from the fit set's median aspect), is put where its seen part is centred there, and is given in
-whole pixels. About 12k weights, fitted on the frozen model's features of RegionWorld tracking sequences
+whole pixels. About 54k weights (12k without the ``adapter``, a 3 x 3 convolution over each frame's grid that
+lets a patch be scored with its neighbours), fitted on the frozen model's features of RegionWorld tracking sequences
 (regionlm.model.pointer_fit), by default tracking them from its own guesses as it will be used
 (``training="rollout"``); it ships beside the model's weights as ``pointer_head.safetensors``, and
 ``RegionLMSystem(sot_mode="point")`` (the default ``"auto"`` when the file is there) tracks with it.
@@ -249,8 +250,9 @@ def follow(head: PointerHead, x: torch.Tensor, first: torch.Tensor, noise: float
            gen: Optional[torch.Generator] = None) -> tuple:
     """Track N objects through their frames: x (N, T, P, D) standardised patches (the head's adapter is applied
     here), first (N, 4) the boxes on frame 0 (xyxy fractions) -> (logits (N, T-1, P) of frames 1.., centres
-    (N, T, 2) pointed at, frame 0's the first box's). Each frame's prior and template come from where the track pointed on the frames before; its
-    velocity is the last step, averaged with the earlier ones by ``config.smoothing``."""
+    (N, T, 2) pointed at, frame 0's the first box's). Each frame's prior and template come from where the track
+    pointed on the frames before; its velocity is the last step, averaged with the earlier ones by
+    ``config.smoothing``."""
     g = int(round(math.sqrt(x.shape[2])))
     centres = cell_centres(g).to(x.device)
     x = head.adapt(x)

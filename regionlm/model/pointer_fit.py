@@ -151,12 +151,12 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps:
     return head.cpu().eval()
 
 
-def fit_world_pointer(model, folder, videos: int = 200, split: str = "train", seed: int = 5,
-                      world: Optional[dict] = None, steps: int = 400, device=None, log: Callable = print) -> Path:
+def fit_world_pointer(model, folder, videos: int, split: str, seed: int, steps: int, world: Optional[dict] = None,
+                      device=None, log: Callable = print) -> Path:
     """Fit ``model``'s pointer head on the world-sot sequences of ``videos`` RegionWorld videos generated for it
-    (``split`` / ``seed``: pick ones its training never streamed; ``world``: WorldConfig options, as trained) and
-    write it into ``folder``, where ``model``'s weights are saved. The videos are generated beside the folder and
-    removed after."""
+    (``split`` / ``seed``: pick ones its training never streamed; the recipe: train.config.PointerSpec; ``world``:
+    WorldConfig options, as trained) and write it into ``folder``, where ``model``'s weights are saved. The videos
+    are generated beside the folder and removed after."""
     import shutil
     import tempfile
 

@@ -827,8 +827,8 @@ class Trainer:
         log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if self.progress else (lambda msg: None)
         try:
             model = RegionLMForConditionalGeneration.from_pretrained(final).to(rt.device).eval()
-            path = fit_world_pointer(model, final, spec.videos, spec.split, spec.seed, self.cfg.data.world,
-                                     spec.steps, device=rt.device, log=log)
+            path = fit_world_pointer(model, final, spec.videos, spec.split, spec.seed, spec.steps, self.cfg.data.world,
+                                     device=rt.device, log=log)
         except Exception as e:  # noqa: BLE001 - the trained weights must not be lost to the head's fit
             print(f"warning: the pointer head was not fitted ({type(e).__name__}: {e}); fit it with regionlm "
                   f"fit-pointer --model {final}", file=sys.stderr)
