@@ -578,7 +578,8 @@ def test_load_eval_system(tokenizer, tmp_path, world, monkeypatch):
     # VideoRefer-Bench-Q's multi-frame mode: the region on every annotated frame
     assert system_run("ev-multi", "--region-mode", "multi", bench="world-q")["region_mode"] == "multi"
     for bad in (["--benchmark", "world-vqa", "--choice-mode", "best"],
-                ["--benchmark", "world-q", "--region-mode", "all"]):
+                ["--benchmark", "world-q", "--region-mode", "all"],
+                ["--benchmark", "world-vqa", "--objects", "detector"]):
         assert main(["eval", *bad, "--data", str(world), "--model", str(folder),
                      "--out", str(tmp_path / "ev-bad")]) == 2
     # retrained into the same folder: the cached answers belong to other weights, so the run is refused
@@ -621,3 +622,31 @@ def test_load_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "regionlm"}))
     with pytest.raises(RegionLMError, match="cannot load the model"):
         load_eval_system(tmp_path)
+
+
+def test_an_object_token_models_object_list_comes_from_the_pipeline_the_truth_or_the_regions(world, tokenizer):
+    """VideoOrion lists the objects its pipeline finds; a video question has no region, so listing the prompt's
+    regions (the old behaviour, objects="regions") gave an object-token model no object at all there."""
+    sample = first_sample(world, "world-vqa")
+    truth = json.loads((world / "ground_truth.json").read_text())["videos"][0]
+    by_source = {}
+    for source in ("pipeline", "truth", "regions"):
+        sys_ = tiny(tokenizer, "object_tokens", objects=source)
+        assert sys_.config["objects"] == source
+        example = sys_._sample_example(sample)
+        by_source[source] = example.objects
+        assert all(m.shape == example.frames.shape[:3] and m.dtype == bool for m in example.objects)
+    idx = sys_._sample_example(sample).meta["frame_indices"]
+    seen = [o for o in truth["objects"] if any(o["frames"][t]["segmentation"] is not None for t in idx)]
+    assert len(by_source["truth"]) == len(seen) >= 2
+    assert by_source["regions"] == []  # a video question: no region, so no object
+    assert len(by_source["pipeline"]) >= 1 and all(m.any() for m in by_source["pipeline"])
+    # the pipeline finds the true objects: each true mask of the first sampled frame is mostly covered by a track
+    first = [m[0] for m in by_source["truth"] if m[0].sum() >= 20]
+    found = [max((m & p[0]).sum() / m.sum() for p in by_source["pipeline"]) for m in first]
+    assert first and np.mean(np.array(found) > 0.5) >= 0.5
+    assert "objects" not in tiny(tokenizer, "mask_pool").config  # other encoders' caches are not touched
+    with pytest.raises(RegionLMError, match="objects must be one of"):
+        tiny(tokenizer, "object_tokens", objects="detector")
+    with pytest.raises(RegionLMError, match="needs a RegionWorld benchmark sample"):
+        tiny(tokenizer, "object_tokens", objects="truth")._objects(np.zeros((4, 64, 64, 3), np.uint8), [])

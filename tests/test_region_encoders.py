@@ -538,7 +538,8 @@ def test_object_tokens_one_per_object_and_a_region_equal_to_a_track_gets_its_tok
     assert torch.allclose(single, enc(features[:, :1], alone, conn(features[:, :1])).region_embeds[0], atol=1e-6)
     # the projector learns: every weight it uses gets gradient (avg has none of its own: the connector's)
     (out.object_embeds[0] * torch.randn_like(out.object_embeds[0])).sum().backward()
-    trained = list(enc.parameters()) or list(conn.projector.parameters())
+    # (not the attention key's bias: it shifts every frame's score alike, so its gradient is 0 up to rounding)
+    trained = [p for n, p in enc.named_parameters() if n != "projector.key.bias"] or list(conn.projector.parameters())
     assert trained and all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
 
 
@@ -553,6 +554,37 @@ def test_object_tokens_skip_invalid_objects_and_handle_none():
     out = enc(features, regions, conn(features))
     assert [e.shape[0] for e in out.object_embeds] == [2, 0]
     assert [e.shape[0] for e in out.region_embeds] == [0, 0]
+
+
+@pytest.mark.parametrize("extras", [{}, {"region_geometry": True, "region_trajectory": True}])
+def test_mask_pool_object_list_one_token_per_object_in_the_region_tokens_space(extras):
+    """object_list: an object seen on every frame gets the token a single-token region of it would get before the
+    MLP averages frames: here (no merge, one frame) exactly a one-frame region's token."""
+    config = make_config("mask_pool", object_list=True, temporal_merge=False, max_objects=2, **extras)
+    assert config.uses_objects and not make_config("mask_pool").uses_objects
+    enc, conn = make_encoder(config)
+    features = torch.randn(1, 1, G, G, C)
+    objects = cell_mask(1, {(0, 0): (0, 1, 0, 2), (1, 0): (2, 4, 2, 4), (2, 0): (0, 1, 3, 4)}, r=3)
+    as_regions = RegionInputs(objects[None, :2].clone(), torch.ones(1, 2, 1, dtype=torch.bool),
+                              torch.ones(1, 2, dtype=torch.bool), objects[None], torch.ones(1, 3, dtype=torch.bool))
+    out = enc(features, as_regions, conn(features))
+    assert out.object_embeds[0].shape == (2, D)  # 3 valid objects, at most max_objects
+    first_tokens = out.region_embeds[0].reshape(2, -1, D)[:, 0]  # each region's pooled (not trajectory) token
+    assert torch.allclose(out.object_embeds[0], first_tokens, atol=1e-5)
+    # a video question: objects and no region; an object absent from a frame is averaged over the others only
+    t = 3
+    features = torch.randn(1, t, G, G, C)
+    track = cell_mask(t, {(0, 0): (0, 2, 0, 2), (0, 2): (0, 2, 0, 2)})
+    only = enc(features, RegionInputs(None, None, None, track[None], None), conn(features))
+    assert [e.shape[0] for e in only.region_embeds] == [0] and only.object_embeds[0].shape == (1, D)
+    changed = features.clone()
+    changed[0, 1] = torch.randn(G, G, C)  # the frame it is not seen on
+    again = enc(changed, RegionInputs(None, None, None, track[None], None), conn(changed))
+    assert torch.allclose(again.object_embeds[0], only.object_embeds[0], atol=1e-6)
+    (only.object_embeds[0] ** 2).sum().backward()
+    assert enc.mlp.fc2.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="object_list is a mask_pool option"):
+        make_config("roi_box", object_list=True)
 
 
 # ------------------------------------------------------------------ roi_box

@@ -4,7 +4,7 @@
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
                   [--rsot-mode generate|ground] [--sot-mode auto|generate|point] [--caption-beams N]
-                  [--region-propagation classical|off]
+                  [--region-propagation classical|off] [--objects pipeline|truth|regions]
                   [--caption-loop-guard on|off] [--region-mode single|multi]
                   [--json]
     regionlm eval --list
@@ -70,6 +70,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--region-mode", metavar="MODE", default="single",
                    help="regions with a model: single (each region shown on its key frame, VideoRefer-Bench-Q's "
                         "single-frame mode, default) or multi (on every frame its annotation has a mask)")
+    p.add_argument("--objects", metavar="SOURCE", default="pipeline",
+                   help="an object_tokens model's object list: pipeline (the classical detect-segment-track "
+                        "pipeline's tracks on the clip, default), truth (a RegionWorld split's true masks) or "
+                        "regions (the prompt's own regions)")
     p.add_argument("--caption-loop-guard", metavar="MODE", default="on",
                    help="descriptions and referring expressions with a model: on (never write a span of text three "
                         "times in a row, default) or off")
@@ -146,13 +150,15 @@ def make_system(args, bench):
 def load_model_system(args, path, bench):
     """The model backend's System with the command line's RegionLMSystem options (checked here: one-line
     errors; the defaults are the parser's)."""
-    from ..model.inference import CHOICE_MODES, REGION_MODES, RSOT_MODES, SOT_MODES
+    from ..model.inference import CHOICE_MODES, OBJECT_SOURCES, REGION_MODES, RSOT_MODES, SOT_MODES
     from ..model.propagation import PROPAGATIONS
 
     options = {"choice_mode": args.choice_mode, "rsot_mode": args.rsot_mode, "sot_mode": args.sot_mode,
-               "region_propagation": args.region_propagation, "region_mode": args.region_mode}
+               "region_propagation": args.region_propagation, "region_mode": args.region_mode,
+               "objects": args.objects}
     for key, allowed in (("choice_mode", CHOICE_MODES), ("rsot_mode", RSOT_MODES), ("sot_mode", SOT_MODES),
-                         ("region_propagation", PROPAGATIONS), ("region_mode", REGION_MODES)):
+                         ("region_propagation", PROPAGATIONS), ("region_mode", REGION_MODES),
+                         ("objects", OBJECT_SOURCES)):
         if options[key] not in allowed:
             raise RegionLMError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}, got "
                                 f"{options[key]!r}")

@@ -66,6 +66,9 @@ class RegionLMConfig(PreTrainedConfig):
     #   ends, how it first moves and moves on average), apart from the appearance tokens
     region_marks: bool = False  # mask_pool: Token Marks as well (marks.py): each region's mark is added to the
     #   context tokens inside its given masks and is one more token of the region, so the LM can find where it is
+    object_list: bool = False  # mask_pool: every prompt lists the video's objects (ground truth in training, the
+    #   object pipeline's tracks at inference), one `<obj>` token each: its pooled tokens averaged over the frames
+    #   it is seen on and projected by the regions' own MLP (VideoOrion's object tokens, in the region tokens' space)
     object_projector: str = "mlp"  # object_tokens: the paper's ablation choices
     max_objects: int = 64  # object_tokens: at most this many <obj> tokens
     roi_grid: int = 2  # roi_box: grid x grid box cells + 1 whole-box token per region
@@ -89,7 +92,7 @@ class RegionLMConfig(PreTrainedConfig):
             raise ValueError(f"region_encoder must be one of {REGION_ENCODERS}, got {self.region_encoder!r}")
         if self.object_projector not in OBJECT_PROJECTORS:
             raise ValueError(f"object_projector must be one of {OBJECT_PROJECTORS}, got {self.object_projector!r}")
-        for option in ("region_geometry", "region_silhouette", "region_trajectory", "region_marks"):
+        for option in ("region_geometry", "region_silhouette", "region_trajectory", "region_marks", "object_list"):
             if getattr(self, option) and self.region_encoder != "mask_pool":
                 raise ValueError(f"{option} is a mask_pool option; region_encoder is {self.region_encoder!r}")
         marked = self.region_encoder == "token_mark" or self.region_marks
@@ -139,4 +142,4 @@ class RegionLMConfig(PreTrainedConfig):
     @property
     def uses_objects(self) -> bool:
         """Whether the prompt carries the video's object list (`<obj>` tokens)."""
-        return self.region_encoder == "object_tokens"
+        return self.region_encoder == "object_tokens" or self.object_list

@@ -57,6 +57,9 @@ RSOT_MODES = ("generate", "ground")
 # "point" has the pointer head point at it on each frame's vision features (regionlm.model.pointer); "auto" points
 # when the model folder has a pointer head, else generates.
 SOT_MODES = ("auto", "generate", "point")
+# Where an object_tokens model's object list comes from: the object pipeline's tracks (VideoOrion; what a user
+# gets), a RegionWorld sample's true masks (the pipeline's upper bound) or the prompt's own regions.
+OBJECT_SOURCES = ("pipeline", "truth", "regions")
 # Descriptions and referring expressions are decoded with beam search (caption_beams): on a validation split
 # (seed 2, 120 descriptions) 3 beams raised the 6,600-step model's CIDEr from 76.9 (greedy) to 97.2 (5 beams:
 # 95.1); docs/RESULTS.md.
@@ -289,8 +292,11 @@ class RegionLMSystem:
     consecutive tracking clips; region_mode: ``single`` (a region is shown on its key frame: the Sample's
     ``frame_idx``, as VideoRefer-Bench-Q's single-frame mode) or ``multi`` (on every annotated frame);
     task: the model task to ask (None: from the sample; load_eval_system sets it from the benchmark);
-    objects_fn: ``(frames (T, H, W, 3), regions) -> [(T, H, W) bool masks]``, the object tracks an
-    ``object_tokens`` model lists (None: the prompt's own regions are the object list);
+    objects: where an ``object_tokens`` model's object list comes from (OBJECT_SOURCES): ``pipeline`` (the
+    classical detect-segment-track pipeline on the clip's frames, VideoOrion's split of labour; default), ``truth``
+    (a RegionWorld benchmark sample's true masks, from its data folder's ground_truth.json: the pipeline's upper
+    bound) or ``regions`` (the prompt's own regions); objects_fn: ``(frames (T, H, W, 3), regions) -> [(T, H, W)
+    bool masks]``, any other source (overrides ``objects``);
     choice_mode: how multiple-choice Samples are answered (CHOICE_MODES); caption_beams: beams for descriptions
     and referring expressions (CAPTION_TASKS; 1 = greedy, as every other task); rsot_mode: how an object named by
     an expression is tracked (RSOT_MODES); tracks_fn: the candidates ``rsot_mode="ground"`` chooses from
@@ -309,7 +315,8 @@ class RegionLMSystem:
 
     def __init__(self, model, processor, num_frames: Optional[int] = None, max_new_tokens: int = 128,
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
-                 objects_fn: Optional[Callable] = None, path: Optional[str] = None, name: str = "regionlm",
+                 objects: str = "pipeline", objects_fn: Optional[Callable] = None, path: Optional[str] = None,
+                 name: str = "regionlm",
                  choice_mode: str = "rank", rsot_mode: str = "generate", tracks_fn: Optional[Callable] = None,
                  caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True,
                  answer_loop_stop: bool = True, sot_mode: str = "auto", pointer=None):
@@ -322,7 +329,10 @@ class RegionLMSystem:
         if region_propagation not in PROPAGATIONS:
             raise RegionLMError(f"region_propagation must be one of {', '.join(PROPAGATIONS)}, got "
                                 f"{region_propagation!r}")
-        self.region_propagation = region_propagation
+        if objects not in OBJECT_SOURCES:
+            raise RegionLMError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, got {objects!r}")
+        self.region_propagation, self.objects = region_propagation, objects
+        self._truths: dict = {}  # data folder -> {video file name: ground-truth record} (objects="truth")
         self.sot_mode, self.pointer = self._pointer_mode(sot_mode, pointer, path)
         if isinstance(caption_beams, bool) or not isinstance(caption_beams, int) or caption_beams < 1:
             raise RegionLMError(f"caption_beams must be a positive integer, got {caption_beams!r}")
@@ -358,6 +368,8 @@ class RegionLMSystem:
             self.config["caption_loop_guard"] = caption_loop_guard
         if task is None or (task in ANSWER_TASKS and choice_mode == "generate"):  # ranked answers never generate
             self.config["answer_loop_stop"] = answer_loop_stop
+        if cfg.uses_objects:  # the object list is part of every answer of such a model
+            self.config["objects"] = "custom" if objects_fn is not None else objects
         if rsot_mode == "ground":  # the prior's terms: a cache of picks made with other terms is another run
             from .grounding import PRIOR_WEIGHT, SMALL_AREA, VIEW_MODE
 
@@ -533,12 +545,49 @@ class RegionLMSystem:
 
     # ------------------------------------------------------------------ regions
 
-    def _objects(self, frames: np.ndarray, regions: list) -> list:
-        if not self.model.config.uses_objects:
+    def _objects(self, frames: np.ndarray, regions: list, video=None, frame_indices=None) -> list:
+        """The object list of an ``object_tokens`` model's example: (T, H, W) bool masks on ``frames``, at most
+        ``max_objects`` (the pipeline's likeliest objects first). ``video`` / ``frame_indices``: the benchmark
+        sample's video file and the frames taken from it (objects="truth" only)."""
+        cfg = self.model.config
+        if not cfg.uses_objects:
             return []
         if self.objects_fn is not None:
             return [np.asarray(m, bool) for m in self.objects_fn(frames, regions)]
-        return [r.masks for r in regions]
+        if self.objects == "regions":
+            return [r.masks for r in regions]
+        if self.objects == "truth":
+            return self._true_objects(video, frame_indices)[: cfg.max_objects]
+        from .grounding import pipeline_objects
+
+        found = sorted(pipeline_objects(np.asarray(frames)), key=lambda c: -c.prior)
+        return [c.masks for c in found[: cfg.max_objects] if c.masks.any()]
+
+    def _true_objects(self, video, frame_indices) -> list:
+        """Every object seen on ``frame_indices`` of a RegionWorld ``video`` (in DATA/videos/), from
+        DATA/ground_truth.json, by id."""
+        from ..regions import rle_to_mask
+
+        if video is None or frame_indices is None:
+            raise RegionLMError("objects='truth' needs a RegionWorld benchmark sample (its video and frames)")
+        path = Path(str(video))
+        folder = path.parent.parent
+        if folder not in self._truths:
+            gt = folder / "ground_truth.json"
+            if not gt.is_file():
+                raise RegionLMError(f"{gt}: no such file (objects='truth' reads a RegionWorld data folder's "
+                                    "ground truth)")
+            self._truths[folder] = {Path(v["video"]).name: v for v in json.loads(gt.read_text())["videos"]}
+        record = self._truths[folder].get(path.name)
+        if record is None:
+            raise RegionLMError(f"{folder / 'ground_truth.json'}: no record for video {path.name}")
+        out = []
+        for obj in record["objects"]:
+            segs = [obj["frames"][t]["segmentation"] for t in frame_indices]
+            if any(seg is not None for seg in segs):
+                out.append(np.stack([rle_to_mask(seg) if seg is not None
+                                     else np.zeros((record["height"], record["width"]), bool) for seg in segs]))
+        return out
 
     def _regions(self, task: str, src: "FrameSource", masks: list[dict], keys: list[int],
                  sampled: list[int]) -> list[Region]:
@@ -669,7 +718,8 @@ class RegionLMSystem:
             frames = src.get(sampled)
             regs = self._regions(task, src, regions, keys, sampled)
         return Example(task=task, frames=frames, prompt=self._prompt(task, sample, len(regs)), regions=regs,
-                       objects=self._objects(frames, regs), meta={"id": sample.id, "frame_indices": sampled})
+                       objects=self._objects(frames, regs, source, sampled),
+                       meta={"id": sample.id, "frame_indices": sampled})
 
     # ------------------------------------------------------------------ tracking
 
@@ -955,6 +1005,6 @@ def load_eval_system(path, benchmark=None, **options) -> RegionLMSystem:
     return system
 
 
-__all__ = ["BENCHMARK_TASKS", "CAPTION_TASKS", "CHOICE_MODES", "RSOT_MODES", "SOT_MODES", "FrameSource",
-           "RegionLMSystem", "clip_starts", "load_eval_system", "load_model", "nearest_positions",
+__all__ = ["BENCHMARK_TASKS", "CAPTION_TASKS", "CHOICE_MODES", "OBJECT_SOURCES", "RSOT_MODES", "SOT_MODES",
+           "FrameSource", "RegionLMSystem", "clip_starts", "load_eval_system", "load_model", "nearest_positions",
            "pointer_fingerprint", "weights_fingerprint"]

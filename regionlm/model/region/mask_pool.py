@@ -25,6 +25,11 @@
    clip). Pooled appearance is the same for two look-alikes; the marked context tokens carry where each one is,
    among the things around it. Off by default: in small models it did not help region questions, and with the
    guide head they read the marks' outline and place and stopped naming colour (docs/RESULTS.md).
+5. With ``config.object_list``, VideoOrion's object tokens through this encoder: every object of the prompt's
+   object list (ground truth in training, the object pipeline's tracks at inference) is pooled as a region given
+   on every frame it is seen on, averaged over those frames and projected by the same MLP: one `<obj>` token
+   each, in the space of the region tokens the LM already reads (video questions count objects by colour and
+   shape, which the context tokens alone answered at chance).
 """
 
 from __future__ import annotations
@@ -117,16 +122,33 @@ class MaskPoolEncoder(RegionEncoder):
         self.marks, self.guide_head = new_marks(config) if config.region_marks else (None, None)
 
     def forward(self, features, regions, context):
+        check_resolution(regions, self.config.image_size)
+        objects = self._object_tokens(features, regions) if self.config.object_list else None
         if regions.masks is None:
             return RegionEncoding(region_embeds=empty_embeds(features.shape[0], context.tokens.shape[-1],
-                                                             context.tokens))
-        check_resolution(regions, self.config.image_size)
+                                                             context.tokens), object_embeds=objects)
         pooled, paths = self._pool(features, regions.masks, regions.given)
         if not self.config.region_marks:
-            return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions))
+            return RegionEncoding(region_embeds=self._region_tokens(pooled, paths, regions), object_embeds=objects)
         marks, residual, aux = mark_regions(self, features, regions, context)
         return RegionEncoding(residual=residual, region_embeds=self._region_tokens(pooled, paths, regions, marks),
-                              aux=aux)
+                              object_embeds=objects, aux=aux)
+
+    def _object_tokens(self, features, regions) -> list:
+        """One token per listed object (config.object_list): its pooled features (with their embeddings) on the
+        frames it is seen on, averaged, through the regions' MLP; per sample, its valid objects in order."""
+        b = features.shape[0]
+        if regions.object_masks is None or regions.object_masks.shape[1] == 0:
+            return empty_embeds(b, self.mlp.fc2.out_features, features)
+        masks = regions.object_masks
+        seen = masks.flatten(-2).any(-1)  # (B, O, T)
+        pooled, _ = self._pool(features, masks, seen)
+        weight = seen[..., None].to(pooled.dtype)
+        tokens = self.mlp((pooled * weight).sum(2) / weight.sum(2).clamp_min(1.0))  # (B, O, D)
+        valid = (regions.object_valid if regions.object_valid is not None
+                 else torch.ones(masks.shape[:2], dtype=torch.bool)).cpu()
+        return [tokens[i, torch.nonzero(row).flatten()[: self.config.max_objects].to(tokens.device)]
+                for i, row in enumerate(valid)]
 
     def aux_loss(self, encoding, context_hidden):
         return guide_loss(self.guide_head, encoding, context_hidden)
