@@ -333,6 +333,7 @@ class RegionLMSystem:
             raise RegionLMError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, got {objects!r}")
         self.region_propagation, self.objects = region_propagation, objects
         self._truths: dict = {}  # data folder -> {video file name: ground-truth record} (objects="truth")
+        self._pipeline = None  # objects="pipeline": grounding.TracksCache (the pipeline runs once per clip)
         self.sot_mode, self.pointer = self._pointer_mode(sot_mode, pointer, path)
         if isinstance(caption_beams, bool) or not isinstance(caption_beams, int) or caption_beams < 1:
             raise RegionLMError(f"caption_beams must be a positive integer, got {caption_beams!r}")
@@ -558,9 +559,11 @@ class RegionLMSystem:
             return [r.masks for r in regions]
         if self.objects == "truth":
             return self._true_objects(video, frame_indices)[: cfg.max_objects]
-        from .grounding import pipeline_objects
+        if self._pipeline is None:
+            from .grounding import TracksCache
 
-        found = sorted(pipeline_objects(np.asarray(frames)), key=lambda c: -c.prior)
+            self._pipeline = TracksCache()
+        found = sorted(self._pipeline(np.asarray(frames)), key=lambda c: -c.prior)
         return [c.masks for c in found[: cfg.max_objects] if c.masks.any()]
 
     def _true_objects(self, video, frame_indices) -> list:
