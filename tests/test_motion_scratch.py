@@ -159,3 +159,37 @@ def test_follows_correlates_the_boxes_moves_with_the_objects():
              for k in truth]
     assert tracking_scratch.follows(moving, truth) == (1.0, 1.0)  # half the object's moves, same direction
     assert tracking_scratch.follows(still, truth) == (0.0, 0.0)  # a box that stays follows nothing
+
+
+@pytest.mark.parametrize("name", ["pool", "objects", "pool_objects"])
+def test_object_list_arms_differ_in_the_encoder_and_the_list_only(name):
+    """benchmarks/object_tokens_vqa.py: video and region questions 1:1, no geometry embedding; the arms differ in
+    the region encoder and in whether objects are listed, and each is scored with the lists it can take."""
+    import object_tokens_vqa
+
+    raw = motion_scratch.arm_config(name, 300, object_tokens_vqa.ARMS)
+    cfg = config_from_dict(raw, where=name)
+    assert cfg.data.tasks == {"video_qa": 1, "region_qa": 1} and cfg.stages[0].steps == 300
+    model = dict(raw["model"]["config"])
+    assert model.pop("region_encoder") == ("object_tokens" if name == "objects" else "mask_pool")
+    assert model.pop("object_list", False) is (name == "pool_objects")
+    assert model.pop("region_geometry") is False
+    assert model == {k: v for k, v in motion_scratch.BASE["model"]["config"].items()
+                     if k not in ("region_encoder", "region_geometry")}
+    listed = name != "pool"
+    assert ("pipeline" in object_tokens_vqa.OBJECT_LISTS[name]) is listed
+
+
+def test_video_questions_are_sorted_into_their_kinds(tmp_path):
+    """object_tokens_vqa.kind reads each question annotate.video_questions writes."""
+    import json
+
+    import object_tokens_vqa
+
+    from regionlm.world import generate_split
+
+    generate_split(tmp_path, "test", 3, seed=0, write_videos=False, progress=False)
+    questions = [q["Question"] for q in json.loads((tmp_path / "video_qa.json").read_text())]
+    kinds = [object_tokens_vqa.kind(q) for q in questions]
+    assert kinds[:5] == ["all objects", "by colour", "by shape", "collisions", "yes / no"]
+    assert kinds == kinds[:5] * 3
