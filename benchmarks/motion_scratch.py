@@ -87,6 +87,19 @@ def arm_config(name: str, steps: int, arms: dict = ARMS) -> dict:
     return cfg
 
 
+def arm_parser(doc: str, arms: dict, name: str, seeded: bool = True) -> argparse.ArgumentParser:
+    """The options every from-scratch arm script shares: --steps, --only, --seed (if ``seeded``) and --out
+    (default benchmarks/results/NAME); a script adds its own."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
+    ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(arms)})")
+    if seeded:
+        ap.add_argument("--seed", type=int, default=0, help="the arms' initial weights (the data stream stays the "
+                                                           "same); runs of seed N > 0 go to OUT/runs/ARM-sN")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / name))
+    return ap
+
+
 def chosen_arms(only, arms: dict) -> list:
     """The arms ``--only`` names (all of ``arms`` without it); exits with code 2 naming any unknown one."""
     names = only.split(",") if only else list(arms)
@@ -160,11 +173,8 @@ def description_scores(name: str, run_dir: Path, data: Path, limit: int) -> dict
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
-    ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
+    ap = arm_parser(__doc__, ARMS, "motion_scratch", seeded=False)
     ap.add_argument("--limit", type=int, default=120, help="held-out descriptions per arm")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "motion_scratch"))
     args = ap.parse_args(argv)
     names = chosen_arms(args.only, ARMS)
     out = Path(args.out)

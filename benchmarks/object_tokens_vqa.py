@@ -23,7 +23,6 @@ Prints the table and writes OUT/object_tokens_vqa.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -34,7 +33,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_encoders import paired_difference, run  # noqa: E402
-from motion_scratch import chosen_arms, held_out_data, seeded_arm, train_arm  # noqa: E402
+from motion_scratch import arm_parser, chosen_arms, held_out_data, seeded_arm, train_arm  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 DATA = {"tasks": {"video_qa": 1, "region_qa": 1}, "first_frame_only": 0.3, "multi_frame_prob": 0.5}
@@ -80,12 +79,7 @@ def score(name: str, run_dir: Path, data: Path, objects: str) -> tuple[dict, dic
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
-    ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
-    ap.add_argument("--seed", type=int, default=0, help="the arms' initial weights (the data stream stays the "
-                                                       "same); runs of seed N > 0 go to OUT/runs/ARM-sN")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "object_tokens_vqa"))
+    ap = arm_parser(__doc__, ARMS, "object_tokens_vqa")
     args = ap.parse_args(argv)
     names = chosen_arms(args.only, ARMS)
     out = Path(args.out)

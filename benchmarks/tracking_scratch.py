@@ -29,7 +29,6 @@ interval) and writes OUT/tracking_scratch.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -40,7 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_encoders import paired_difference, run  # noqa: E402
-from motion_scratch import VAL, chosen_arms, held_out_data, seeded_arm, train_arm  # noqa: E402
+from motion_scratch import VAL, arm_parser, chosen_arms, held_out_data, seeded_arm, train_arm  # noqa: E402
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 TRACK = {"tasks": {"sot": 2, "rsot": 1, "rec": 1}}
@@ -204,12 +203,7 @@ def rec_scores(name: str, run_dir: Path, data: Path, truth: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
-    ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
-    ap.add_argument("--seed", type=int, default=0, help="the arms' initial weights; runs of seed N > 0 go to "
-                                                       "OUT/runs/ARM-sN")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tracking_scratch"))
+    ap = arm_parser(__doc__, ARMS, "tracking_scratch")
     args = ap.parse_args(argv)
     names = chosen_arms(args.only, ARMS)
     out = Path(args.out)

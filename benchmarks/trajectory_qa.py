@@ -28,7 +28,6 @@ a cut-off run resumes. Prints the table and writes OUT/trajectory_qa.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -39,8 +38,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare_encoders import paired_difference, run  # noqa: E402
-from motion_scratch import (BASE, VAL, arm_config, description_scores, held_out_data, seeded_arm,  # noqa: E402
-                            train_arm)
+from motion_scratch import (BASE, VAL, arm_config, arm_parser, description_scores, held_out_data,  # noqa: E402
+                            seeded_arm, train_arm)
 from regionlm.data.io import atomic_write_text  # noqa: E402
 
 QA = {"tasks": {"region_qa": 1}}
@@ -132,13 +131,8 @@ def paired_effects(run_dirs: dict, modes: list) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4000, help="training steps per arm (batches of 16)")
-    ap.add_argument("--only", help=f"comma-separated arms (default: all of {', '.join(ARMS)})")
+    ap = arm_parser(__doc__, ARMS, "trajectory_qa")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated region modes to score")
-    ap.add_argument("--seed", type=int, default=0, help="the arms' initial weights (the data stream stays the "
-                                                       "same); runs of seed N > 0 go to OUT/runs/ARM-sN")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "trajectory_qa"))
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else list(ARMS)
     modes = args.modes.split(",")
