@@ -71,9 +71,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="regions with a model: single (each region shown on its key frame, VideoRefer-Bench-Q's "
                         "single-frame mode, default) or multi (on every frame its annotation has a mask)")
     p.add_argument("--objects", metavar="SOURCE", default="pipeline",
-                   help="an object_tokens model's object list: pipeline (the classical detect-segment-track "
-                        "pipeline's tracks on the clip, default), truth (a RegionWorld split's true masks) or "
-                        "regions (the prompt's own regions)")
+                   help="the object list of a model with one (object_tokens, object_list): pipeline (the classical "
+                        "detect-segment-track pipeline's tracks on the clip, default), truth (a RegionWorld split's "
+                        "true masks) or regions (the prompt's own regions)")
     p.add_argument("--caption-loop-guard", metavar="MODE", default="on",
                    help="descriptions and referring expressions with a model: on (never write a span of text three "
                         "times in a row, default) or off")

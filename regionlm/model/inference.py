@@ -57,8 +57,9 @@ RSOT_MODES = ("generate", "ground")
 # "point" has the pointer head point at it on each frame's vision features (regionlm.model.pointer); "auto" points
 # when the model folder has a pointer head, else generates.
 SOT_MODES = ("auto", "generate", "point")
-# Where an object_tokens model's object list comes from: the object pipeline's tracks (VideoOrion; what a user
-# gets), a RegionWorld sample's true masks (the pipeline's upper bound) or the prompt's own regions.
+# Where the object list of a model that has one (object_tokens; mask_pool with object_list) comes from: the object
+# pipeline's tracks (VideoOrion; what a user gets), a RegionWorld sample's true masks (the pipeline's upper bound)
+# or the prompt's own regions.
 OBJECT_SOURCES = ("pipeline", "truth", "regions")
 # Descriptions and referring expressions are decoded with beam search (caption_beams): on a validation split
 # (seed 2, 120 descriptions) 3 beams raised the 6,600-step model's CIDEr from 76.9 (greedy) to 97.2 (5 beams:
@@ -292,7 +293,8 @@ class RegionLMSystem:
     consecutive tracking clips; region_mode: ``single`` (a region is shown on its key frame: the Sample's
     ``frame_idx``, as VideoRefer-Bench-Q's single-frame mode) or ``multi`` (on every annotated frame);
     task: the model task to ask (None: from the sample; load_eval_system sets it from the benchmark);
-    objects: where an ``object_tokens`` model's object list comes from (OBJECT_SOURCES): ``pipeline`` (the
+    objects: where the object list of a model with one comes from (OBJECT_SOURCES; ``object_tokens``, or
+    ``mask_pool`` with ``object_list``): ``pipeline`` (the
     classical detect-segment-track pipeline on the clip's frames, VideoOrion's split of labour; default), ``truth``
     (a RegionWorld benchmark sample's true masks, from its data folder's ground_truth.json: the pipeline's upper
     bound) or ``regions`` (the prompt's own regions); objects_fn: ``(frames (T, H, W, 3), regions) -> [(T, H, W)
@@ -547,9 +549,9 @@ class RegionLMSystem:
     # ------------------------------------------------------------------ regions
 
     def _objects(self, frames: np.ndarray, regions: list, video=None, frame_indices=None) -> list:
-        """The object list of an ``object_tokens`` model's example: (T, H, W) bool masks on ``frames``, at most
+        """The object list of an example of a model with one: (T, H, W) bool masks on ``frames``, at most
         ``max_objects`` (the pipeline's likeliest objects first). ``video`` / ``frame_indices``: the benchmark
-        sample's video file and the frames taken from it (objects="truth" only)."""
+        sample's video file and the video frames taken from it (objects="truth" only)."""
         cfg = self.model.config
         if not cfg.uses_objects:
             return []
@@ -721,7 +723,8 @@ class RegionLMSystem:
             frames = src.get(sampled)
             regs = self._regions(task, src, regions, keys, sampled)
         return Example(task=task, frames=frames, prompt=self._prompt(task, sample, len(regs)), regions=regs,
-                       objects=self._objects(frames, regs, source, sampled),
+                       objects=self._objects(frames, regs, sample.video, [sample.frame_indices[i] for i in sampled]
+                                             if sample.frame_indices else sampled),
                        meta={"id": sample.id, "frame_indices": sampled})
 
     # ------------------------------------------------------------------ tracking
