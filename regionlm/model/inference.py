@@ -334,7 +334,7 @@ class RegionLMSystem:
         if objects not in OBJECT_SOURCES:
             raise RegionLMError(f"objects must be one of {', '.join(OBJECT_SOURCES)}, got {objects!r}")
         self.region_propagation, self.objects = region_propagation, objects
-        self._truths: dict = {}  # data folder -> {video file name: ground-truth record} (objects="truth")
+        self._truths: dict = {}  # data folder -> {video file name: WorldVideo} (objects="truth")
         self._pipeline = None  # objects="pipeline": grounding.TracksCache (the pipeline runs once per clip)
         self.sot_mode, self.pointer = self._pointer_mode(sot_mode, pointer, path)
         if isinstance(caption_beams, bool) or not isinstance(caption_beams, int) or caption_beams < 1:
@@ -560,18 +560,21 @@ class RegionLMSystem:
         if self.objects == "regions":
             return [r.masks for r in regions]
         if self.objects == "truth":
-            return self._true_objects(video, frame_indices)[: cfg.max_objects]
+            from .world_examples import ExampleOptions, object_tracks
+
+            return object_tracks(self._world_video(video, frame_indices), list(frame_indices),
+                                 ExampleOptions(max_objects=cfg.max_objects))[0]
         if self._pipeline is None:
             from .grounding import TracksCache
 
             self._pipeline = TracksCache()
         found = sorted(self._pipeline(np.asarray(frames)), key=lambda c: -c.prior)
-        return [c.masks for c in found[: cfg.max_objects] if c.masks.any()]
+        return [c.masks for c in found if c.masks.any()][: cfg.max_objects]
 
-    def _true_objects(self, video, frame_indices) -> list:
-        """Every object seen on ``frame_indices`` of a RegionWorld ``video`` (in DATA/videos/), from
-        DATA/ground_truth.json, by id."""
-        from ..regions import rle_to_mask
+    def _world_video(self, video, frame_indices):
+        """The WorldVideo (its ground truth) of a RegionWorld ``video`` file in DATA/videos/, from
+        DATA/ground_truth.json: the object list training gives (world_examples.object_tracks)."""
+        from .world_examples import WorldVideo
 
         if video is None or frame_indices is None:
             raise RegionLMError("objects='truth' needs a RegionWorld benchmark sample (its video and frames)")
@@ -582,17 +585,12 @@ class RegionLMSystem:
             if not gt.is_file():
                 raise RegionLMError(f"{gt}: no such file (objects='truth' reads a RegionWorld data folder's "
                                     "ground truth)")
-            self._truths[folder] = {Path(v["video"]).name: v for v in json.loads(gt.read_text())["videos"]}
-        record = self._truths[folder].get(path.name)
-        if record is None:
+            self._truths[folder] = {Path(v["video"]).name: WorldVideo.of_truth(v)
+                                    for v in json.loads(gt.read_text())["videos"]}
+        found = self._truths[folder].get(path.name)
+        if found is None:
             raise RegionLMError(f"{folder / 'ground_truth.json'}: no record for video {path.name}")
-        out = []
-        for obj in record["objects"]:
-            segs = [obj["frames"][t]["segmentation"] for t in frame_indices]
-            if any(seg is not None for seg in segs):
-                out.append(np.stack([rle_to_mask(seg) if seg is not None
-                                     else np.zeros((record["height"], record["width"]), bool) for seg in segs]))
-        return out
+        return found
 
     def _regions(self, task: str, src: "FrameSource", masks: list[dict], keys: list[int],
                  sampled: list[int]) -> list[Region]:

@@ -86,9 +86,10 @@ def seen_whole_aspect(data: Sequences) -> float:
     return float(((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1])).median()) if len(b) else 0.0
 
 
-def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), steps: int = 400, batch: int = 512,
+def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), *, steps: int, batch: int = 512,
                 lr: float = 3e-3, seed: int = 0, log: Callable = print, device=None) -> PointerHead:
-    """Fit a pointer head on ``data``. ``config.training`` "teacher": each step a batch of ``batch`` frames,
+    """Fit a pointer head on ``data`` for ``steps`` steps (the shipped recipe's: train.config.PointerSpec).
+    ``config.training`` "teacher": each step a batch of ``batch`` frames,
     the prior and the template from the truth on the frames before (jittered by ``config.noise``); "rollout": a
     batch of ``batch // 8`` sequences tracked frame by frame as ``point_track`` does (``follow``), from its own
     guesses, the loss summed over the frames, so the head learns from the places its own mistakes lead it to.

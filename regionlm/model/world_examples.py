@@ -91,6 +91,13 @@ class WorldVideo:
     _visible: dict = field(default_factory=dict, repr=False)
 
     @classmethod
+    def of_truth(cls, truth: dict) -> "WorldVideo":
+        """A video known by its ground_truth record alone (its pixels are zeros, and take no memory): for its
+        objects' masks."""
+        shape = (truth["num_frames"], truth["height"], truth["width"], 3)
+        return cls(np.broadcast_to(np.zeros(1, np.uint8), shape), truth, {})
+
+    @classmethod
     def from_notes(cls, frames: np.ndarray, notes) -> "WorldVideo":
         """From ``make_video``'s rendering frames and VideoAnnotations."""
         recs = {k: list(getattr(notes, k)) for k in ("region_qa", "region_caption", "sot", "rsot", "reg",

@@ -171,6 +171,22 @@ def check_resolution(regions, size: int, what: str = "region_masks") -> None:
                               f"{size}x{size} frames; resize them with the frames")
 
 
+def present_mean(tokens: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """(..., T, C) frame tokens, (..., T) bool -> (..., C) mean over present frames (zeros for a track never
+    present)."""
+    weight = present.to(tokens.dtype)
+    return (tokens * weight[..., None]).sum(-2) / weight.sum(-1).clamp_min(1.0)[..., None]
+
+
+def listed_objects(tokens: torch.Tensor, regions, max_objects: int) -> list:
+    """(B, O, D) one token per object of ``regions.object_masks`` -> per sample, its valid objects' tokens in
+    order, at most ``max_objects``."""
+    valid = (regions.object_valid if regions.object_valid is not None
+             else torch.ones(tokens.shape[:2], dtype=torch.bool))
+    return [tokens[i, torch.nonzero(row.cpu()).flatten()[:max_objects].to(tokens.device)]
+            for i, row in enumerate(valid)]
+
+
 def empty_embeds(batch: int, dim: int, like: torch.Tensor) -> list:
     """One (0, dim) tensor per sample: no placeholders to fill."""
     return [like.new_zeros(0, dim) for _ in range(batch)]

@@ -41,7 +41,8 @@ from regionlm.model.connectors import Projector
 
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
 from .common import (GEOMETRY_DIM, SILHOUETTE_SIZE, TRAJECTORY_DIM, check_resolution, empty_embeds,
-                     grid_coverage, masked_pool, region_geometry, region_silhouette, region_trajectory)
+                     grid_coverage, listed_objects, masked_pool, present_mean, region_geometry, region_silhouette,
+                     region_trajectory)
 from .marks import guide_loss, mark_regions, new_marks
 
 
@@ -140,15 +141,9 @@ class MaskPoolEncoder(RegionEncoder):
         b = features.shape[0]
         if regions.object_masks is None or regions.object_masks.shape[1] == 0:
             return empty_embeds(b, self.mlp.fc2.out_features, features)
-        masks = regions.object_masks
-        seen = masks.flatten(-2).any(-1)  # (B, O, T)
-        pooled, _ = self._pool(features, masks, seen)
-        weight = seen[..., None].to(pooled.dtype)
-        tokens = self.mlp((pooled * weight).sum(2) / weight.sum(2).clamp_min(1.0))  # (B, O, D)
-        valid = (regions.object_valid if regions.object_valid is not None
-                 else torch.ones(masks.shape[:2], dtype=torch.bool)).cpu()
-        return [tokens[i, torch.nonzero(row).flatten()[: self.config.max_objects].to(tokens.device)]
-                for i, row in enumerate(valid)]
+        seen = regions.object_masks.flatten(-2).any(-1)  # (B, O, T)
+        pooled, _ = self._pool(features, regions.object_masks, seen)
+        return listed_objects(self.mlp(present_mean(pooled, seen)), regions, self.config.max_objects)
 
     def aux_loss(self, encoding, context_hidden):
         return guide_loss(self.guide_head, encoding, context_hidden)

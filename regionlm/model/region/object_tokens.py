@@ -25,7 +25,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from regionlm.model.connectors import Projector
 
 from .base import RegionEncoder, RegionEncoding, register_region_encoder
-from .common import check_resolution, empty_embeds, grid_coverage, masked_pool, region_slots
+from .common import (check_resolution, empty_embeds, grid_coverage, listed_objects, masked_pool, present_mean,
+                     region_slots)
 
 OBJECT_PROJECTOR_REGISTRY: dict[str, type] = {}
 
@@ -36,12 +37,6 @@ def register_object_projector(name: str):
         return cls
 
     return wrap
-
-
-def present_mean(tokens: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """(M, T, C) frame tokens, (M, T) bool -> (M, C) mean over present frames (zeros for a track never present)."""
-    weight = present.to(tokens.dtype)
-    return (tokens * weight[..., None]).sum(1) / weight.sum(1).clamp_min(1.0)[..., None]
 
 
 class ObjectProjector(nn.Module):
@@ -138,11 +133,8 @@ class ObjectTokensEncoder(RegionEncoder):
         if regions.object_masks is not None and regions.object_masks.shape[1] > 0:
             objects = regions.object_masks
             shown = torch.ones(objects.shape[:3], dtype=torch.bool, device=objects.device)
-            tokens = self.encode_tracks(features, objects, shown)
-            valid = (regions.object_valid if regions.object_valid is not None
-                     else torch.ones(objects.shape[:2], dtype=torch.bool))
-            object_embeds = [tokens[i, torch.nonzero(row.cpu()).flatten()[: self.config.max_objects]]
-                             for i, row in enumerate(valid)]
+            object_embeds = listed_objects(self.encode_tracks(features, objects, shown), regions,
+                                           self.config.max_objects)
         region_embeds = empty_embeds(b, d, context.tokens)
         if regions.masks is not None and regions.masks.shape[1] > 0:
             tokens = self.encode_tracks(features, regions.masks, regions.given)
