@@ -6,7 +6,8 @@ in training (training streams the train split), then evaluates the model on:
   world-q (holdout)  the same questions on unseen colour-shape pairs: overall >= 80
   world-sot          single-object tracking from a first-frame box: success AUC >= 70 (with the model folder's
                      pointer head when it has one, `--sot-mode auto`; world-sot-generate: boxes written as text)
-  world-rsot         referring tracking from an expression: AUC >= 60
+  world-rsot         referring tracking from an expression: AUC >= 60 (with the folder's refer and pointer heads
+                     when it has them, `--rsot-mode auto`; world-rsot-generate: boxes written as text)
   world-d            region descriptions: CIDEr >= 100, attributes (colour, shape, size, motion) right >= 90
   world-vqa          video-level questions: >= 85
   world-rsot-ground  the same, the object pipeline tracking every object and the model picking the named one
@@ -17,9 +18,10 @@ defaults of `regionlm eval`; world-q-generate, world-d-greedy and world-vqa-gene
 decoding, world-d-keyframe with the region on its key frame only and world-d-noguard without the loop guard, for
 reference (no bar).
 Each run's full results (results.json, report.md, plots, predictions cache) stay under --out/<name>; the table is
-printed and written to --out/default_model.json. A --model folder without a pointer head fitted on its weights (a
-model just trained) gets one first, fitted as the shipped one was (train.config.PointerSpec: RegionWorld videos of
-a seed no training run streams; --no-fit-pointer: world-sot then has the model write its boxes).
+printed and written to --out/default_model.json. A --model folder without a pointer and a refer head fitted on its
+weights (a model just trained) gets them first, fitted as the shipped ones were (train.config.PointerSpec:
+RegionWorld videos of a seed no training run streams; --no-fit-pointer: world-sot and world-rsot then have the
+model write its boxes).
 
     python benchmarks/default_model.py [--model DIR] [--videos 200] [--limit N] [--only world-q,world-sot]
                                        [--out benchmarks/results/default_model] [--before OLD.json]
@@ -52,6 +54,7 @@ RUNS = [
     ("world-sot", "world-sot", "test", [("auc", 70)]),
     ("world-sot-generate", "world-sot", "test", [("auc", None)]),
     ("world-rsot", "world-rsot", "test", [("auc", 60)]),
+    ("world-rsot-generate", "world-rsot", "test", [("auc", None)]),
     ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90), ("attr_colour", None), ("attr_shape", None),
                                     ("attr_size", None), ("attr_motion", None)]),
     ("world-vqa", "world-vqa", "test", [("overall", 85)]),
@@ -63,7 +66,7 @@ RUNS = [
     ("world-vqa-generate", "world-vqa", "test", [("overall", None)]),
 ]
 EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"], "world-rsot-ground": ["--rsot-mode", "ground"],
-              "world-sot-generate": ["--sot-mode", "generate"],
+              "world-sot-generate": ["--sot-mode", "generate"], "world-rsot-generate": ["--rsot-mode", "generate"],
               "world-d-greedy": ["--caption-beams", "1"], "world-vqa-generate": ["--choice-mode", "generate"],
               "world-d-keyframe": ["--region-propagation", "off"],
               "world-d-noguard": ["--caption-loop-guard", "off"]}
@@ -81,22 +84,23 @@ def ensure_split(folder: Path, split: str, videos: int, seed: int = SEED) -> Pat
 
 
 def ensure_pointer(model: str) -> bool:
-    """Fit ``model``'s pointer head when it has none fitted on its weights, as training does (PointerSpec); True
-    when one was fitted."""
+    """Fit ``model``'s pointer and refer heads when it lacks one fitted on its weights, as training does
+    (PointerSpec); True when they were fitted."""
     from regionlm.model.inference import load_model
     from regionlm.model.pointer import StalePointer, load_pointer
     from regionlm.model.pointer_fit import fit_world_pointer
+    from regionlm.model.refer import load_refer
     from regionlm.train.config import PointerSpec
 
     try:
-        if load_pointer(model) is not None:
+        if load_pointer(model) is not None and load_refer(model) is not None:
             return False
     except StalePointer:
         pass
     spec = PointerSpec()
-    print(f"{model} has no pointer head fitted on its weights: fitting one ({spec})", file=sys.stderr)
+    print(f"{model} lacks a pointer or refer head fitted on its weights: fitting them ({spec})", file=sys.stderr)
     fit_world_pointer(load_model(model)[0], model, spec.videos, spec.split, spec.seed, spec.steps,
-                      log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                      log=lambda msg: print(msg, file=sys.stderr, flush=True), refer_steps=spec.refer_steps)
     return True
 
 
@@ -156,7 +160,7 @@ def main() -> int:
     runs = [r for r in RUNS if not args.only or r[0] in args.only.split(",")]
     rows, results = [], {}
     fitted = False
-    if args.model and not args.no_fit_pointer and any(r[0] == "world-sot" for r in runs):
+    if args.model and not args.no_fit_pointer and any(r[1] in ("world-sot", "world-rsot") for r in runs):
         fitted = ensure_pointer(args.model)
     for name, bench, split, bars in runs:
         data = ensure_split(Path(args.data_dir), split, args.videos)

@@ -97,7 +97,8 @@ class RegionLM:
 
     def track(self, video, region=None, expression: Optional[str] = None) -> list:
         """One [x, y, w, h] pixel box (or None) per frame of ``video``, following ``region`` from its frame, or
-        the object ``expression`` names from frame 0 (Elysium-style boxes as text, clip by clip)."""
+        the object ``expression`` names from frame 0 (found by the model folder's refer head and followed by its
+        pointer head when it has both, else Elysium-style boxes as text, clip by clip)."""
         if region is not None:
             check_regions_fit(video, [region])
         return self.system.track(video, region=region, expression=expression)

@@ -317,20 +317,22 @@ def test_tiny_model_lowers_its_loss_on_regionworld(tmp_path, world_tokenizer):
     assert new.shape[0] == 1 and 1 <= new.shape[1] <= 8
 
 
-def test_a_world_run_ships_a_pointer_head_fitted_on_its_weights(tmp_path, world_tokenizer):
+def test_a_world_run_ships_a_pointer_and_a_refer_head_fitted_on_its_weights(tmp_path, world_tokenizer):
     from regionlm.model.pointer import load_pointer
+    from regionlm.model.refer import load_refer
 
     cfg = world(tmp_path / "run", world_tokenizer, batch_size=2, grad_accum=1, checkpoint_every=1000,
-                pointer={"videos": 2, "seed": 5, "steps": 3})
+                pointer={"videos": 2, "seed": 5, "steps": 3, "refer_steps": 3})
     cfg["stages"] = [{"name": "all", "steps": 2, "lr": 1e-3, "trainable": ["connector"]}]
     summary = run(cfg)
     final = Path(summary["final"])
     assert summary["pointer"]["path"] == str(final / "pointer_head.safetensors")
     head = load_pointer(final)  # fitted on these weights (a stale head is refused)
     assert head is not None and float(head.aspect) > 0
+    assert summary["pointer"]["refer"] == str(final / "refer_head.safetensors") and load_refer(final) is not None
     assert not list(final.parent.glob(".pointer-videos-*"))  # its videos are gone
     for pointer, words in (({"videos": 2, "seed": 0}, ["pointer", "training streams"]),
-                           ({"videos": 0}, ["pointer.videos"])):
+                           ({"videos": 0}, ["pointer.videos"]), ({"refer_steps": -1}, ["pointer.refer_steps"])):
         with pytest.raises(RegionLMError) as err:
             config_from_dict({**cfg, "pointer": pointer})
         assert all(w in str(err.value) for w in words)

@@ -3,7 +3,7 @@
     regionlm eval --benchmark NAME [--data PATH] [--video-root DIR]
                   [--model DIR | --tracker NAME | --predictions FILE | --baseline random|first-frame]
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
-                  [--rsot-mode generate|ground] [--sot-mode auto|generate|point] [--caption-beams N]
+                  [--rsot-mode auto|generate|ground|point] [--sot-mode auto|generate|point] [--caption-beams N]
                   [--region-propagation classical|off] [--objects pipeline|truth|regions]
                   [--caption-loop-guard on|off] [--region-mode single|multi]
                   [--json]
@@ -54,9 +54,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--choice-mode", metavar="MODE", default="rank",
                    help="multiple choice with a model: rank (answer the option the model finds most likely, "
                         "default) or generate (greedy text, the letter read from it)")
-    p.add_argument("--rsot-mode", metavar="MODE", default="generate",
-                   help="referring tracking with a model: generate (the model writes a box per frame, default) or "
-                        "ground (the object pipeline tracks every object, the model picks the one named)")
+    p.add_argument("--rsot-mode", metavar="MODE", default="auto",
+                   help="referring tracking with a model: generate (the model writes a box per frame, Elysium's "
+                        "protocol), ground (the object pipeline tracks every object, the model picks the one "
+                        "named), point (the model folder's refer head finds it on the first frame, its pointer "
+                        "head follows it) or auto (point when the folder has both heads, default)")
     p.add_argument("--sot-mode", metavar="MODE", default="auto",
                    help="tracking from a first box with a model: generate (the model writes a box per frame, "
                         "Elysium's protocol), point (the model folder's pointer head points at the object on each "

@@ -12,8 +12,10 @@ score x the fraction of frames it is seen), PRIOR_WEIGHT times, less a penalty f
 frame: a prior that keeps background blobs and fragments from winning. VideoOrion's split of labour: a
 detect-segment-track pipeline gives the objects, the language model reasons over them.
 
-``RegionLMSystem(rsot_mode="ground")`` answers world-rsot and ``track(video, expression=...)`` this way; the
-default ``rsot_mode="generate"`` keeps Elysium's protocol (the model writes a box per frame from the words).
+``RegionLMSystem(rsot_mode="ground")`` answers world-rsot and ``track(video, expression=...)`` this way;
+``"generate"`` keeps Elysium's protocol (the model writes a box per frame from the words) and ``"point"`` (the
+default ``"auto"`` when the model folder has the heads) finds the object on the first frame without the pipeline
+(regionlm.model.refer).
 """
 
 from __future__ import annotations

@@ -51,8 +51,10 @@ REGION_MODES = ("single", "multi")
 CHOICE_MODES = ("rank", "generate")
 # How referring tracking (an expression, no box) is answered: "generate" has the model write a box per frame from
 # the words (Elysium); "ground" has the object pipeline track every object and the model pick the one the words
-# name (regionlm.model.grounding).
-RSOT_MODES = ("generate", "ground")
+# name (regionlm.model.grounding); "point" has the refer head find it on the first frame (the model picking among
+# its peaks, regionlm.model.refer) and the pointer head follow it; "auto" points when the model folder has both
+# heads, else generates.
+RSOT_MODES = ("auto", "generate", "ground", "point")
 # How an object given by a box is tracked: "generate" has the model write a box per frame (Elysium's protocol);
 # "point" has the pointer head point at it on each frame's vision features (regionlm.model.pointer); "auto" points
 # when the model folder has a pointer head, else generates.
@@ -308,7 +310,8 @@ class RegionLMSystem:
     write a span three times in a row (loop_guard.NoTripleRepeat); answer_loop_stop: a generated answer to a
     question (ANSWER_TASKS) stops once it ends in a loop, cut back to the loop's first copy (loop_guard.StopOnLoop);
     sot_mode: how an object given by a box is tracked (SOT_MODES); pointer: the pointer head for
-    ``sot_mode="point"`` (None: the one in the model folder ``path``).
+    ``sot_mode="point"`` (None: the one in the model folder ``path``); refer: the refer head for
+    ``rsot_mode="point"`` (None: the folder's; the folder's pointer head follows what it finds).
     """
 
     cacheable = True
@@ -319,9 +322,9 @@ class RegionLMSystem:
                  clip_overlap: int = 1, region_mode: str = "single", task: Optional[str] = None,
                  objects: str = "pipeline", objects_fn: Optional[Callable] = None, path: Optional[str] = None,
                  name: str = "regionlm",
-                 choice_mode: str = "rank", rsot_mode: str = "generate", tracks_fn: Optional[Callable] = None,
+                 choice_mode: str = "rank", rsot_mode: str = "auto", tracks_fn: Optional[Callable] = None,
                  caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True,
-                 answer_loop_stop: bool = True, sot_mode: str = "auto", pointer=None):
+                 answer_loop_stop: bool = True, sot_mode: str = "auto", pointer=None, refer=None):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
         if choice_mode not in CHOICE_MODES:
@@ -337,6 +340,7 @@ class RegionLMSystem:
         self._truths: dict = {}  # data folder -> {video file name: WorldVideo} (objects="truth")
         self._pipeline = None  # objects="pipeline": grounding.TracksCache (the pipeline runs once per clip)
         self.sot_mode, self.pointer = self._pointer_mode(sot_mode, pointer, path)
+        rsot_mode, self.refer_head, self.rsot_pointer = self._refer_mode(rsot_mode, refer, path)
         if isinstance(caption_beams, bool) or not isinstance(caption_beams, int) or caption_beams < 1:
             raise RegionLMError(f"caption_beams must be a positive integer, got {caption_beams!r}")
         self.caption_beams = caption_beams
@@ -380,6 +384,9 @@ class RegionLMSystem:
         if self.sot_mode == "point" and task in (None, "sot"):  # only then (the caches of the other runs stay valid)
             self.config["sot_mode"] = "point"
             self.config["pointer"] = pointer_fingerprint(self.pointer)
+        if rsot_mode == "point" and task in (None, "rsot"):
+            self.config["refer"] = pointer_fingerprint(self.refer_head)
+            self.config["rsot_pointer"] = pointer_fingerprint(self.rsot_pointer)
 
     @staticmethod
     def _pointer_mode(sot_mode: str, pointer, path) -> tuple:
@@ -401,6 +408,30 @@ class RegionLMSystem:
             raise RegionLMError(f"sot_mode point: the model folder {path} has no {POINTER_FILE} (fit one: regionlm "
                                 f"fit-pointer --data TRACKING_DATA --model {path})")
         return ("point", pointer) if pointer is not None else ("generate", None)
+
+    def _refer_mode(self, rsot_mode: str, refer, path) -> tuple:
+        """(the rsot mode used, the refer head, the pointer head that follows what it finds) for ``rsot_mode``."""
+        from .pointer import POINTER_FILE, StalePointer, load_pointer
+        from .refer import REFER_FILE, load_refer
+
+        if rsot_mode in ("generate", "ground"):
+            return rsot_mode, None, None
+        pointer = self.pointer
+        try:
+            if refer is None and path is not None:
+                refer = load_refer(path)
+            if pointer is None and refer is not None and path is not None:
+                pointer = load_pointer(path)  # sot_mode="generate" does not keep the folder's
+        except StalePointer as e:
+            if rsot_mode == "point":
+                raise
+            warnings.warn(f"{e}; referring tracking with boxes written as text", stacklevel=3)
+            refer = None
+        if rsot_mode == "point" and (refer is None or pointer is None):
+            missing = REFER_FILE if refer is None else POINTER_FILE
+            raise RegionLMError(f"rsot_mode point: the model folder {path} has no {missing} (fit both heads: "
+                                f"regionlm fit-pointer --data REGIONWORLD_DIR --model {path})")
+        return ("point", refer, pointer) if refer is not None and pointer is not None else ("generate", None, None)
 
     # ------------------------------------------------------------------ generation
 
@@ -751,6 +782,10 @@ class RegionLMSystem:
                 if init is not None:
                     decided[i] = [box_xywh_to_xyxy(b) for b in point_track(self.model, self.pointer, src,
                                                                               box_xyxy_to_xywh(_first_box(init)))]
+        if self.rsot_mode == "point":  # an expression without a box: found on the first frame, then followed
+            for i, (src, init, expression) in enumerate(jobs):
+                if init is None and expression and i not in decided:
+                    decided[i] = self._point_expression(src, expression)
         if self.rsot_mode == "ground":  # an expression without a box: the model picks among the pipeline's tracks
             from .grounding import track_by_grounding
 
@@ -772,6 +807,18 @@ class RegionLMSystem:
                 texts = self.generate([ex for _, ex in group], self._track_budget(length))
                 for (st, _), text in zip(group, texts):
                     st.consume(text)
+
+    def _point_expression(self, src: FrameSource, expression: str) -> list:
+        """rsot_mode "point": the refer head (and the model's pick) finds the object on the first frame of ``src``,
+        the pointer head follows it -> a pixel xyxy box (or None) per frame."""
+        from .pointer import point_track
+        from .refer import locate
+
+        clip = src.get(sample_indices(src.num_frames, num=self.num_frames, keep=[0]))  # what the model picks on
+        box = locate(self, self.refer_head, clip, expression)
+        if box is None:
+            return [None] * src.num_frames
+        return [box_xywh_to_xyxy(b) for b in point_track(self.model, self.rsot_pointer, src, box_xyxy_to_xywh(box))]
 
     def track(self, sample_or_video, region=None, expression: Optional[str] = None) -> list:
         """System protocol: ``track(sample)`` -> one [x, y, w, h] pixel box (or None) per frame of the sequence.
@@ -857,10 +904,16 @@ class RegionLMSystem:
         return self.generate([self._user_example("reg", video, build_prompt("reg"), [region])])[0]
 
     def locate(self, image, expression: str) -> Optional[list]:
-        """REC: the [x, y, w, h] pixel box of ``expression`` in an image (H, W, 3) or one video frame, or None."""
+        """REC: the [x, y, w, h] pixel box of ``expression`` in an image (H, W, 3) or one video frame, or None.
+        Found by the refer head and the model's pick when ``rsot_mode`` is "point", else written by the model."""
         with FrameSource(image) as src:
             frame = src.get([0])
         n = self.num_frames  # the image repeated, as it was in training (world_examples: rec_as_video)
+        if self.rsot_mode == "point":
+            from .refer import locate
+
+            box = locate(self, self.refer_head, np.repeat(frame, n, 0), expression)
+            return None if box is None else box_xyxy_to_xywh(box)
         text = self.generate([Example("rec", np.repeat(frame, n, 0), build_prompt("rec", expression=expression))])[0]
         box = _valid_xyxy(text_to_box(text, src.width, src.height))
         return None if box is None else box_xyxy_to_xywh(box)
@@ -934,9 +987,10 @@ def weights_fingerprint(folder, whole_up_to: int = 256 << 20, samples: int = 16,
     """A short hash of the ``*.safetensors`` files in ``folder`` (every byte up to ``whole_up_to`` in all, else
     sizes, headers and ``samples`` evenly spaced chunks), so that an eval cache written for one training run of a
     folder is not reused after the folder is retrained ("" when there are no weight files)."""
-    from .pointer import POINTER_FILE  # fitted after the weights: its own fingerprint (pointer_fingerprint)
+    from .pointer import POINTER_FILE  # heads fitted after the weights: their own fingerprints (pointer_fingerprint)
+    from .refer import REFER_FILE
 
-    files = sorted(f for f in Path(folder).glob("*.safetensors") if f.name != POINTER_FILE) \
+    files = sorted(f for f in Path(folder).glob("*.safetensors") if f.name not in (POINTER_FILE, REFER_FILE)) \
         if Path(folder).is_dir() else []
     if not files:
         return ""
@@ -958,7 +1012,7 @@ def weights_fingerprint(folder, whole_up_to: int = 256 << 20, samples: int = 16,
 
 
 def pointer_fingerprint(head) -> str:
-    """A short hash of a pointer head's config and weights (an eval cache of its boxes is for it alone)."""
+    """A short hash of a head's (pointer, refer) config and weights (an eval cache of its boxes is for it alone)."""
     digest = hashlib.sha256(json.dumps(dataclasses.asdict(head.config), sort_keys=True).encode())
     for name, value in sorted(head.state_dict().items()):
         digest.update(name.encode())

@@ -325,48 +325,65 @@ def seen_part(x: float, y: float, bw: float, bh: float, w: int, h: int) -> list:
 # ---------------------------------------------------------------------------------------------- files
 
 
-def save_pointer(head: PointerHead, folder) -> Path:
-    """Write the head into a model folder (safetensors; its config and the fingerprint of the weights it was fitted
-    on in the metadata; temp file, then rename)."""
+def write_head(head: nn.Module, folder, name: str, meta: Optional[dict] = None) -> Path:
+    """Write a head fitted on a model's features into its folder as ``name`` (safetensors; its config, its
+    features' width, ``meta`` and the fingerprint of the weights it was fitted on in the metadata; temp file, then
+    rename)."""
     from safetensors.torch import save_file
 
     from .inference import weights_fingerprint
 
-    path = Path(folder) / POINTER_FILE
+    path = Path(folder) / name
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(tmp), metadata={"config": json.dumps(asdict(head.config)), "dim": str(head.b.in_features),
-                                         "weights": weights_fingerprint(folder)})
+    info = {"config": json.dumps(asdict(head.config)), "dim": str(head.b.in_features),
+            "weights": weights_fingerprint(folder)}
+    save_file(state, str(tmp), metadata={**info, **{k: str(v) for k, v in (meta or {}).items()}})
     tmp.replace(path)
     return path
 
 
-def load_pointer(folder) -> Optional[PointerHead]:
-    """The pointer head of a model folder, or None when it has none. A head fitted on other weights than the
-    folder's (the model trained again since) is refused: it would point with features it has never seen."""
+def read_head(folder, name: str, build, defaults: Optional[dict] = None) -> Optional[nn.Module]:
+    """The head ``name`` of a model folder (``build(metadata)``: the module, its config parsed), or None when
+    there is none. One fitted on other weights than the folder's (the model trained again since) is refused: it
+    would read features it has never seen. ``defaults``: buffers an older file lacks."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     from .inference import weights_fingerprint
 
-    path = Path(folder) / POINTER_FILE
+    path = Path(folder) / name
     if not path.exists():
         return None
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-        config = PointerConfig(**json.loads(meta["config"]))
-        head = PointerHead(int(meta["dim"]), config)
+        head = build({**meta, "config": json.loads(meta["config"])})
         state = load_file(str(path))
-        state.setdefault("aspect", torch.tensor(0.0))  # a head fitted before the guess: boxes kept as given
+        for k, v in (defaults or {}).items():
+            state.setdefault(k, v)
         head.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as e:
-        raise RegionLMError(f"{path}: not a pointer head ({str(e).splitlines()[0]})") from None
+        raise RegionLMError(f"{path}: not a {name.split('.')[0].replace('_', ' ')} "
+                            f"({str(e).splitlines()[0]})") from None
     if meta.get("weights") != weights_fingerprint(folder):
         raise StalePointer(f"{path} was fitted on other weights than the model's in {folder} (trained again?): fit "
                            f"it again (regionlm fit-pointer --data TRACKING_DATA --model {folder}) or remove it")
     return head.eval()
 
 
+def save_pointer(head: PointerHead, folder) -> Path:
+    """Write the pointer head into a model folder (write_head)."""
+    return write_head(head, folder, POINTER_FILE)
+
+
+def load_pointer(folder) -> Optional[PointerHead]:
+    """The pointer head of a model folder, or None when it has none (read_head: one fitted on other weights is
+    refused)."""
+    # a head fitted before the aspect guess: boxes kept as given
+    return read_head(folder, POINTER_FILE, lambda meta: PointerHead(int(meta["dim"]), PointerConfig(**meta["config"])),
+                     defaults={"aspect": torch.tensor(0.0)})
+
+
 class StalePointer(RegionLMError):
-    """A pointer head fitted on other weights than its folder's."""
+    """A head (pointer, refer) fitted on other weights than its folder's."""

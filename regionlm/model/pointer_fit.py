@@ -2,8 +2,10 @@
 
 ``sequence_features`` runs the tower once over a tracking benchmark's sequences (world-sot, lasot, vot);
 ``fit_pointer`` fits the head on them, by default tracking them from its own guesses as it will be used;
-``fit_world_pointer`` does both on RegionWorld videos generated for it (what ``regionlm train`` runs after training
-when its config has a ``pointer:`` section; ``regionlm fit-pointer`` is the same for any tracking data).
+``fit_world_pointer`` does both on RegionWorld videos generated for it, and fits the refer head
+(regionlm.model.refer) on the first frames of their referring-tracking sequences (``refer_data``): what
+``regionlm train`` runs after training when its config has a ``pointer:`` section; ``regionlm fit-pointer`` is the
+same for any tracking data.
 """
 
 from __future__ import annotations
@@ -152,12 +154,24 @@ def fit_pointer(data: Sequences, config: PointerConfig = PointerConfig(), *, ste
     return head.cpu().eval()
 
 
+def refer_data(model, tokenizer, tracks: Sequence, log: Callable = print) -> tuple:
+    """(x (N, P, D) first-frame features, boxes (N, 4) xyxy fractions, queries (N, E)) of referring-tracking
+    sequences (world-rsot ``Track``s) whose object is seen on their first frame: what ``fit_refer`` fits on."""
+    from .refer import expression_query
+
+    data = sequence_features(model, tracks, max_frames=1, log=log)
+    seen = data.present[:, 0].tolist()
+    queries = expression_query(model, tokenizer, [t.sample.expression for t, ok in zip(tracks, seen) if ok])
+    return data.x[data.present[:, 0], 0], data.boxes[data.present[:, 0], 0], queries
+
+
 def fit_world_pointer(model, folder, videos: int, split: str, seed: int, steps: int, world: Optional[dict] = None,
-                      device=None, log: Callable = print) -> Path:
+                      device=None, log: Callable = print, refer_steps: int = 0) -> dict:
     """Fit ``model``'s pointer head on the world-sot sequences of ``videos`` RegionWorld videos generated for it
     (``split`` / ``seed``: pick ones its training never streamed; the recipe: train.config.PointerSpec; ``world``:
-    WorldConfig options, as trained) and write it into ``folder``, where ``model``'s weights are saved. The videos
-    are generated beside the folder and removed after."""
+    WorldConfig options, as trained) and, with ``refer_steps``, its refer head on their world-rsot sequences;
+    write them into ``folder``, where ``model``'s weights are saved -> {"pointer": path, "refer": path or None}.
+    The videos are generated beside the folder and removed after."""
     import shutil
     import tempfile
 
@@ -172,6 +186,17 @@ def fit_world_pointer(model, folder, videos: int, split: str, seed: int, steps: 
         generate_split(tmp, split, videos, seed, WorldConfig(**(world or {})), progress=False)
         tracks = get_benchmark("world-sot")(BenchmarkOptions(data=tmp)).load()
         data = sequence_features(model, tracks, log=log)
-        return save_pointer(fit_pointer(data, PointerConfig(), steps=steps, log=log, device=device), folder)
+        out = {"pointer": save_pointer(fit_pointer(data, PointerConfig(), steps=steps, log=log, device=device),
+                                       folder), "refer": None}
+        if refer_steps:
+            from .processing import RegionLMProcessor
+            from .refer import ReferConfig, fit_refer, save_refer
+
+            tokenizer = RegionLMProcessor.from_pretrained(folder, config=model.config).tokenizer
+            named = get_benchmark("world-rsot")(BenchmarkOptions(data=tmp)).load()
+            x, boxes, queries = refer_data(model, tokenizer, named, log=log)
+            head = fit_refer(x, boxes, queries, ReferConfig(), steps=refer_steps, log=log, device=device)
+            out["refer"] = save_refer(head, folder)
+        return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

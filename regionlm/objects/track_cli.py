@@ -4,7 +4,9 @@ Backend ``model`` (the default): the RegionLM model (``--model DIR``, default th
 frame; one object, given by one ``--region`` on its frame F or by a referring ``--expression`` (found from frame 0).
 An object given by a region is followed by the model folder's pointer head (``--sot-mode point``; the default
 ``auto`` when the folder has one, as the shipped model does) or written as text, Elysium style, clip by clip
-(``--sot-mode generate``, and always for an expression). ``tracks.json`` then holds a ``box`` per frame and no
+(``--sot-mode generate``). An object named by an expression is found on frame 0 by the folder's refer head and
+the model's pick among its candidates, then followed by the pointer head (regionlm.model.refer; written as text
+when the folder lacks the heads). ``tracks.json`` then holds a ``box`` per frame and no
 ``segmentation``; frames where the model gives no box are left out.
 
 Mask backends: each ``--region`` (``mask:first.png@F``, ``rle:mask.json@F``, ``box:x1,y1,x2,y2@F``,
@@ -70,8 +72,9 @@ def add_parser(sub) -> None:
                    help="an object to track: mask:PNG@F, rle:JSON@F, box:x1,y1,x2,y2@F or point:x,y@F (repeatable "
                         "with the mask backends; one with the model)")
     p.add_argument("--expression", metavar="TEXT",
-                   help='track the object this names instead of a --region ("the small red star"): the model writes '
-                        'its boxes (backend model), or picks it among the object pipeline\'s tracks (classical)')
+                   help='track the object this names instead of a --region ("the small red star"): the model finds '
+                        'it on frame 0 and follows it (backend model), or picks it among the object pipeline\'s '
+                        'tracks (classical)')
     # Checked here rather than by argparse (choices) so that a wrong name is a one-line error like the others.
     p.add_argument("--backend", default=MODEL_BACKEND, metavar="NAME",
                    help=f"{MODEL_BACKEND} (default: boxes from the RegionLM model), or masks: classical (no "

@@ -108,11 +108,14 @@ class LoraSpec:
 class PointerSpec:
     """After training, fit the model's pointer head (regionlm.model.pointer: how ``track`` follows a box) on the
     world-sot sequences of ``videos`` fresh RegionWorld videos of ``split`` / ``seed`` (videos training never
-    streams), ``steps`` fit steps, and ship it in final/ beside the weights (as the shipped model's was fitted)."""
+    streams), ``steps`` fit steps, and its refer head (regionlm.model.refer: how ``track`` finds the object an
+    expression names) on their world-rsot sequences, ``refer_steps`` steps (0: none); ship them in final/ beside
+    the weights (as the shipped model's were fitted)."""
     videos: int = 200
     split: str = "train"
     seed: int = 5
     steps: int = 400
+    refer_steps: int = 1500
 
 
 @dataclass
@@ -270,6 +273,8 @@ def _validate(cfg: TrainConfig, where: str) -> None:
                                 f"{cfg.data.source!r}")
         if pt.videos < 1 or pt.steps < 1:
             raise RegionLMError(f"{where}: pointer.videos and pointer.steps must be >= 1")
+        if pt.refer_steps < 0:
+            raise RegionLMError(f"{where}: pointer.refer_steps must be >= 0 (0: no refer head)")
         if (pt.split, pt.seed) == (cfg.data.split, cfg.data.seed):
             raise RegionLMError(f"{where}: pointer: split {pt.split!r} seed {pt.seed} is what training streams; "
                                 "fit the head on videos it never saw (another seed)")

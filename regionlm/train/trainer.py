@@ -818,8 +818,9 @@ class Trainer:
         return summary or {"rank": rt.rank, "complete": complete, "step": self.last_step}
 
     def _fit_pointer(self, final: Path, rt) -> dict:
-        """final/pointer_head.safetensors (config ``pointer``), fitted on the saved weights. A failure is a warning,
-        not the run's: the weights are saved, and `regionlm fit-pointer` fits the head later."""
+        """final/pointer_head.safetensors and refer_head.safetensors (config ``pointer``), fitted on the saved
+        weights. A failure is a warning, not the run's: the weights are saved, and `regionlm fit-pointer` fits the
+        heads later."""
         from regionlm.model import RegionLMForConditionalGeneration
         from regionlm.model.pointer_fit import fit_world_pointer
 
@@ -827,13 +828,14 @@ class Trainer:
         log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if self.progress else (lambda msg: None)
         try:
             model = RegionLMForConditionalGeneration.from_pretrained(final).to(rt.device).eval()
-            path = fit_world_pointer(model, final, spec.videos, spec.split, spec.seed, spec.steps, self.cfg.data.world,
-                                     device=rt.device, log=log)
+            paths = fit_world_pointer(model, final, spec.videos, spec.split, spec.seed, spec.steps,
+                                      self.cfg.data.world, device=rt.device, log=log, refer_steps=spec.refer_steps)
         except Exception as e:  # noqa: BLE001 - the trained weights must not be lost to the head's fit
             print(f"warning: the pointer head was not fitted ({type(e).__name__}: {e}); fit it with regionlm "
                   f"fit-pointer --model {final}", file=sys.stderr)
             return {"error": f"{type(e).__name__}: {e}"}
-        return {"path": str(path), "seconds": round(time.perf_counter() - start, 1)}
+        return {"path": str(paths["pointer"]), "refer": str(paths["refer"]) if paths["refer"] else None,
+                "seconds": round(time.perf_counter() - start, 1)}
 
     def _save_final(self, module, source, full_state) -> Path:
         """OUT/final: save_pretrained (safetensors) of the RegionLM - LoRA merged in, its adapter also in
