@@ -77,7 +77,7 @@ def test_candidates_are_apart_best_first_and_at_most_asked():
 
 
 def test_bad_configs_are_refused():
-    for bad in ({"candidates": 0}, {"rank": 0}, {"adapter": -1}, {"box_scale": 0.0}):
+    for bad in ({"candidates": 0}, {"rank": 0}, {"adapter": -1}, {"box_scale": 0.0}, {"head_weight": -1.0}):
         with pytest.raises(RegionLMError, match="refer head"):
             ReferHead(6, 5, ReferConfig(**bad))
     with pytest.raises(RegionLMError, match="no sequences"):

@@ -70,6 +70,24 @@ class PointerConfig:
             raise RegionLMError(f"pointer adapter must be 0 (none) or a width, got {self.adapter}")
 
 
+class GridAdapter(nn.Sequential):
+    """A 3 x 3 convolution over square grids of patch features (dim -> width -> dim), whose output is added to
+    them: each patch seen with its neighbours (an object's outline, what lies beside it). Zero-initialised, so it
+    starts as no change. (A Sequential, so that its weights keep the names of the heads' files.)"""
+
+    def __init__(self, dim: int, width: int):
+        super().__init__(nn.Conv2d(dim, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, dim, 1))
+        nn.init.zeros_(self[2].weight)
+        nn.init.zeros_(self[2].bias)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., P, D) patches of square grids -> the same with the convolution's output added."""
+        *lead, p, d = x.shape
+        g = int(round(math.sqrt(p)))
+        grids = x.reshape(-1, g, g, d).permute(0, 3, 1, 2)
+        return (grids + self(grids)).permute(0, 2, 3, 1).reshape(*lead, p, d)
+
+
 class PointerHead(nn.Module):
     """The score of each patch (the module docstring's formula); ``dim``: the vision features' width."""
 
@@ -86,24 +104,14 @@ class PointerHead(nn.Module):
         # the median width / height of the fit set's boxes seen whole: how wide an object whose first box the
         # frame's edge cuts is guessed to be (0: no guess, the box keeps the size it is given)
         self.register_buffer("aspect", torch.tensor(0.0))
-        self.adapter = None
-        if config.adapter:
-            self.adapter = nn.Sequential(nn.Conv2d(dim, config.adapter, 3, padding=1), nn.GELU(),
-                                         nn.Conv2d(config.adapter, dim, 1))
-            nn.init.zeros_(self.adapter[2].weight)  # it starts as no change
-            nn.init.zeros_(self.adapter[2].bias)
+        self.adapter = GridAdapter(dim, config.adapter) if config.adapter else None
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
     def adapt(self, x: torch.Tensor) -> torch.Tensor:
         """(..., P, D) standardised patches of square grids -> the same with the adapter's output added."""
-        if self.adapter is None:
-            return x
-        *lead, p, d = x.shape
-        g = int(round(math.sqrt(p)))
-        grids = x.reshape(-1, g, g, d).permute(0, 3, 1, 2)
-        return (grids + self.adapter(grids)).permute(0, 2, 3, 1).reshape(*lead, p, d)
+        return x if self.adapter is None else self.adapter.residual(x)
 
     def forward(self, query: torch.Tensor, x: torch.Tensor, dist2: torch.Tensor) -> torch.Tensor:
         """query (N, Q), standardised patches x (N, P, D), squared distances from the expected place (N, P) ->

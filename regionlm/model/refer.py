@@ -15,7 +15,7 @@ cells within ``window`` of the peak) and a size (a small MLP of e and the mean f
 segmenter draws each candidate's outline inside its box grown by ``box_scale`` (SAM's split of labour: a prompt
 gives the place, a segmenter the outline), and the model picks among them as it picks among the object
 pipeline's tracks (regionlm.model.grounding): the likelihood of the expression as that region's referring
-expression, plus the head's score. Its box on the first frame is what the pointer head then follows
+expression, plus ``head_weight`` times the head's score. Its box on the first frame is what the pointer head then follows
 (``RegionLMSystem(rsot_mode="point")``).
 
 About 78k weights (37k of them the adapter), fitted on the frozen model's features of the first frames of
@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import RegionLMError
-from .pointer import box_centre, box_cover, cell_centres, grid_features, pooled, read_head, write_head
+from .pointer import GridAdapter, box_centre, box_cover, cell_centres, grid_features, pooled, read_head, write_head
 
 REFER_FILE = "refer_head.safetensors"
 
@@ -46,11 +46,12 @@ class ReferConfig:
     rank: int = 32            # of the words-patch match
     adapter: int = 32         # width of the 3 x 3 convolution over the grid (0: none)
     size_hidden: int = 64     # the size MLP's width
-    candidates: int = 3       # peaks the model picks among (1: the head's best, no pick)
+    candidates: int = 5       # peaks the model picks among (1: the head's best, no pick)
     suppress: int = 2         # a later peak is more than this many cells (each way) from the earlier ones
     window: int = 1           # a candidate's place: the mean of the cells within this many of its peak
     box_scale: float = 1.3    # the segmenter's box: the guessed size times this (the guess is rough; the outline
                               # is the segmenter's)
+    head_weight: float = 0.5  # the pick: the words' log-likelihood for each candidate plus its peak's score times this
 
     def validate(self) -> None:
         if self.rank < 1 or self.size_hidden < 1 or self.candidates < 1:
@@ -59,6 +60,8 @@ class ReferConfig:
             raise RegionLMError("refer head: adapter, suppress and window must be at least 0")
         if self.box_scale <= 0:
             raise RegionLMError(f"refer head: box_scale must be positive, got {self.box_scale}")
+        if self.head_weight < 0:
+            raise RegionLMError(f"refer head: head_weight must be at least 0, got {self.head_weight}")
 
 
 class ReferHead(nn.Module):
@@ -76,22 +79,12 @@ class ReferHead(nn.Module):
                                   nn.Linear(config.size_hidden, 2))  # log width, log height (frame fractions)
         self.register_buffer("mean", torch.zeros(dim))  # the features' mean and std over the fit set
         self.register_buffer("std", torch.ones(dim))
-        self.adapter = None
-        if config.adapter:
-            self.adapter = nn.Sequential(nn.Conv2d(dim, config.adapter, 3, padding=1), nn.GELU(),
-                                         nn.Conv2d(config.adapter, dim, 1))
-            nn.init.zeros_(self.adapter[2].weight)  # it starts as no change
-            nn.init.zeros_(self.adapter[2].bias)
+        self.adapter = GridAdapter(dim, config.adapter) if config.adapter else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, P, D) raw features of square grids -> standardised, with the adapter's output added."""
         x = (x - self.mean) / self.std
-        if self.adapter is None:
-            return x
-        n, p, d = x.shape
-        g = int(round(math.sqrt(p)))
-        grids = x.reshape(n, g, g, d).permute(0, 3, 1, 2)
-        return (grids + self.adapter(grids)).permute(0, 2, 3, 1).reshape(n, p, d)
+        return x if self.adapter is None else self.adapter.residual(x)
 
     def forward(self, query: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         """query (N, E), features (N, P, D) from ``features`` -> logits (N, P)."""
@@ -190,7 +183,8 @@ def locate(system, head: ReferHead, frames: np.ndarray, expression: str, segment
         track[0] = mask
         example = candidate_example(frames[sampled], track, sampled)
         examples.append(dataclasses.replace(example, answer=expression))
-    scores = np.asarray(expression_likelihoods(system, examples, "each")) + np.asarray([s for _, _, s in found])
+    scores = np.asarray(expression_likelihoods(system, examples, "each")) + \
+        head.config.head_weight * np.asarray([s for _, _, s in found])
     return boxes[int(scores.argmax())]
 
 
