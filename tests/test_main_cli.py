@@ -159,6 +159,7 @@ def test_track_model_expression_and_render(capsys, frame_folder, model_dir, tmp_
     out = run_json(capsys, ["track", frame_folder, "--expression", "the small red star", "--model", model_dir,
                             "--out", str(tmp_path / "t.json"), "--render", str(render)])
     assert out["expression"] == "the small red star" and "region" not in out
+    assert out["rsot_mode"] == "generate" and "sot_mode" not in out  # a model folder without the heads
     assert len(out["boxes"]) == 8 and out["render"] == str(render)
     assert render.stat().st_size > 0
     assert read_objects_json(out["out"]).objects[0].label == "the small red star"

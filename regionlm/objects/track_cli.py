@@ -229,7 +229,8 @@ def run_model_track(args) -> int:
     what = {"region": regions[0]} if regions else {"expression": expression}
     if args.json:
         print(json.dumps({"video": str(args.video), "backend": MODEL_BACKEND, **what,
-                          "sot_mode": model.system.sot_mode if regions else "generate", "boxes": boxes,
+                          **({"sot_mode": model.system.sot_mode} if regions else
+                             {"rsot_mode": model.system.rsot_mode}), "boxes": boxes,
                           "out": str(out), "render": args.render, "model": model.path, "seconds": secs}))
     else:
         print(f"{regions[0] if regions else repr(expression)}: a box on {len(track.masks)} of {N - first} frames "
