@@ -71,8 +71,8 @@ def run(args) -> int:
     from ..eval.benchmarks import BenchmarkOptions, get_benchmark
     from .inference import load_model
     from .pointer import PointerConfig, save_pointer
-    from .pointer_fit import fit_pointer, refer_data, sequence_features
-    from .refer import ReferConfig, fit_refer, save_refer
+    from .pointer_fit import fit_pointer, fit_world_refer, sequence_features
+    from .refer import save_refer
 
     if args.benchmark not in TRACKING_BENCHMARKS:
         raise RegionLMError(f"--benchmark must be one of {', '.join(TRACKING_BENCHMARKS)}, got {args.benchmark!r}")
@@ -111,10 +111,9 @@ def run(args) -> int:
         summary.update(pointer=str(save_pointer(head, folder)), sequences=len(tracks),
                        frames=int(data.present.sum()), steps=steps, weights=sum(p.numel() for p in head.parameters()))
     if "refer" in heads:
-        named = get_benchmark("world-rsot")(BenchmarkOptions(data=args.data, video_root=args.video_root)).load()
-        x, boxes, queries = refer_data(model, processor.tokenizer, named[:limit], log=log)
-        head = fit_refer(x, boxes, queries, ReferConfig(), steps=refer_steps, log=log, device=device)
-        summary["refer"] = {"path": str(save_refer(head, folder)), "sequences": len(x), "steps": refer_steps,
+        head, fitted = fit_world_refer(model, processor.tokenizer, args.data, refer_steps, limit=limit,
+                                       video_root=args.video_root, device=device, log=log)
+        summary["refer"] = {"path": str(save_refer(head, folder)), "sequences": fitted, "steps": refer_steps,
                             "weights": sum(p.numel() for p in head.parameters())}
     summary["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:

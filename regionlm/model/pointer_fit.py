@@ -160,9 +160,21 @@ def refer_data(model, tokenizer, tracks: Sequence, log: Callable = print) -> tup
     from .refer import expression_query
 
     data = sequence_features(model, tracks, max_frames=1, log=log)
-    seen = data.present[:, 0].tolist()
-    queries = expression_query(model, tokenizer, [t.sample.expression for t, ok in zip(tracks, seen) if ok])
-    return data.x[data.present[:, 0], 0], data.boxes[data.present[:, 0], 0], queries
+    seen = data.present[:, 0]
+    queries = expression_query(model, tokenizer, [t.sample.expression for t, ok in zip(tracks, seen.tolist()) if ok])
+    return data.x[seen, 0], data.boxes[seen, 0], queries
+
+
+def fit_world_refer(model, tokenizer, data, steps: int, limit: Optional[int] = None, video_root=None, device=None,
+                    log: Callable = print) -> tuple:
+    """The refer head fitted for ``steps`` steps on the first frames of a RegionWorld folder's world-rsot
+    sequences (its first ``limit``) -> (the head, the number of sequences it was fitted on)."""
+    from ..eval.benchmarks import BenchmarkOptions, get_benchmark
+    from .refer import ReferConfig, fit_refer
+
+    named = get_benchmark("world-rsot")(BenchmarkOptions(data=data, video_root=video_root)).load()[:limit]
+    x, boxes, queries = refer_data(model, tokenizer, named, log=log)
+    return fit_refer(x, boxes, queries, ReferConfig(), steps=steps, log=log, device=device), len(x)
 
 
 def fit_world_pointer(model, folder, videos: int, split: str, seed: int, steps: int, world: Optional[dict] = None,
@@ -190,12 +202,10 @@ def fit_world_pointer(model, folder, videos: int, split: str, seed: int, steps: 
                                        folder), "refer": None}
         if refer_steps:
             from .processing import RegionLMProcessor
-            from .refer import ReferConfig, fit_refer, save_refer
+            from .refer import save_refer
 
             tokenizer = RegionLMProcessor.from_pretrained(folder, config=model.config).tokenizer
-            named = get_benchmark("world-rsot")(BenchmarkOptions(data=tmp)).load()
-            x, boxes, queries = refer_data(model, tokenizer, named, log=log)
-            head = fit_refer(x, boxes, queries, ReferConfig(), steps=refer_steps, log=log, device=device)
+            head, _ = fit_world_refer(model, tokenizer, tmp, refer_steps, device=device, log=log)
             out["refer"] = save_refer(head, folder)
         return out
     finally:

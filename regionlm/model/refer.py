@@ -15,8 +15,8 @@ cells within ``window`` of the peak) and a size (a small MLP of e and the mean f
 segmenter draws each candidate's outline inside its box grown by ``box_scale`` (SAM's split of labour: a prompt
 gives the place, a segmenter the outline), and the model picks among them as it picks among the object
 pipeline's tracks (regionlm.model.grounding): the likelihood of the expression as that region's referring
-expression, plus ``head_weight`` times the head's score. Its box on the first frame is what the pointer head then follows
-(``RegionLMSystem(rsot_mode="point")``).
+expression, plus ``head_weight`` times the head's score. Its box on the first frame is what the pointer head
+then follows (``RegionLMSystem(rsot_mode="point")``).
 
 About 78k weights (37k of them the adapter), fitted on the frozen model's features of the first frames of
 RegionWorld referring-tracking sequences (``fit_refer``; ``regionlm fit-pointer`` and ``regionlm train``'s
@@ -142,11 +142,12 @@ def around(cells: torch.Tensor, g: int, k: int) -> torch.Tensor:
 
 def locate(system, head: ReferHead, frames: np.ndarray, expression: str, segmenter=None) -> Optional[list]:
     """The [x1, y1, x2, y2] pixel box of the object ``expression`` names on ``frames[0]`` ((T, H, W, 3) uint8: the
-    clip the model sees around it, frame 0 first), or None when the head finds no candidate."""
+    clip the model sees, at most its ``num_frames``, frame 0 first), or None when the head finds no candidate."""
     from ..objects.chroma import smooth_chroma
     from ..objects.classical.segment import ClassicalSegmenter
-    from ..video import sample_indices
+    from ..regions import mask_to_box
     from .grounding import candidate_example, expression_likelihoods
+    from .inference import _box_mask
     from .processing import pixel_values
 
     model = system.model
@@ -166,22 +167,20 @@ def locate(system, head: ReferHead, frames: np.ndarray, expression: str, segment
         box = [max(0.0, cx - float(half[0])), max(0.0, cy - float(half[1])), min(float(w), cx + float(half[0])),
                min(float(h), cy + float(half[1]))]
         mask = segmenter.segment(frame, boxes=np.array([box]))[0]
-        ys, xs = np.nonzero(mask)
-        if len(xs):
-            box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+        outline = mask_to_box(mask)
+        if outline is not None:
+            box = [float(v) for v in outline]
         else:  # nothing segmented: the guessed box is the outline
-            mask = np.zeros((h, w), bool)
-            mask[int(box[1]):int(math.ceil(box[3])), int(box[0]):int(math.ceil(box[2]))] = True
+            mask = _box_mask(box, h, w)
         boxes.append(box)
         masks.append(mask)
     if len(found) == 1:
         return boxes[0]
-    sampled = sample_indices(t, num=system.num_frames, keep=[0])
     examples = []
     for mask in masks:  # each candidate shown on frame 0, where it was found
         track = np.zeros((t, h, w), bool)
         track[0] = mask
-        example = candidate_example(frames[sampled], track, sampled)
+        example = candidate_example(frames, track, range(t))
         examples.append(dataclasses.replace(example, answer=expression))
     scores = np.asarray(expression_likelihoods(system, examples, "each")) + \
         head.config.head_weight * np.asarray([s for _, _, s in found])
