@@ -43,7 +43,8 @@ class RegionLM:
         descriptions see the region on its own frame only, not followed by the classical tracker;
         ``caption_loop_guard=False``: descriptions decoded without the guard against loops; ``sot_mode="generate"``:
         ``track`` from a region writes its boxes as text, Elysium style, instead of following the object with the
-        model folder's pointer head)."""
+        model folder's pointer head; ``outline=False``: the pointer head's boxes keep the first box's size, not
+        outlined by the classical segmenter)."""
         from transformers.utils import logging as hf_logging
 
         from .model.inference import RegionLMSystem, load_model

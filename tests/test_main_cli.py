@@ -132,9 +132,10 @@ def test_track_model_region_json_and_tracks_file(capsys, video, model_dir, tmp_p
     out_file = tmp_path / "tracks.json"
     out = run_json(capsys, ["track", video, "--region", "box:10,10,30,30@2", "--model", model_dir,
                             "--out", str(out_file)])
-    assert set(out) == {"video", "backend", "region", "sot_mode", "boxes", "out", "render", "model", "seconds"}
+    assert set(out) == {"video", "backend", "region", "sot_mode", "outline", "boxes", "out", "render", "model",
+                        "seconds"}
     assert out["backend"] == "model" and out["region"] == "box:10,10,30,30@2" and out["render"] is None
-    assert out["sot_mode"] == "generate"  # auto: this folder has no pointer head
+    assert out["sot_mode"] == "generate" and not out["outline"]  # auto: this folder has no pointer head
     boxes = out["boxes"]
     assert len(boxes) == 8 and boxes[0] is None and boxes[1] is None  # frames before the region's frame
     assert boxes[2] == [10, 10, 30, 30]  # the given box

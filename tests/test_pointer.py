@@ -19,6 +19,7 @@ from regionlm.model.inference import RegionLMSystem, weights_fingerprint
 from regionlm.model.pointer import (POINTER_FILE, PointerConfig, PointerHead, box_cover, cell_centres, follow,
                                     full_size, grid_features, load_pointer, placed, point_track, pointed_place,
                                     save_pointer, seen_part)
+from regionlm.model.outline import OutlineConfig, outline_track
 from regionlm.model.pointer_fit import Sequences, fit_pointer, seen_whole_aspect
 from regionlm.model.processing import RegionLMProcessor, pixel_values
 from regionlm.model.tokenizer import train_tokenizer, world_corpus
@@ -239,7 +240,9 @@ def test_the_system_tracks_with_the_pointer_when_asked(tiny_folder, tmp_path):
         assert len(system.config["pointer"]) == 16
         assert load(tiny_folder, sot_mode="generate").sot_mode == "generate"
         video = square_video()
-        boxes = system.track(video, region="box:10,20,22,32@1")
+        pointed = load(tiny_folder, outline=False)
+        assert system.config["outline"] == {"grow": 1.3, "min_iou": 0.3} and pointed.config["outline"] is None
+        boxes = pointed.track(video, region="box:10,20,22,32@1")
         assert boxes[0] is None and boxes[1] == [10, 20, 12, 12]
         assert all(b is not None and b[2:] == [12, 12] for b in boxes[1:])  # the first box's size, moved
         assert all(v == round(v) for b in boxes[1:] for v in b)  # in whole pixels
@@ -247,6 +250,10 @@ def test_the_system_tracks_with_the_pointer_when_asked(tiny_folder, tmp_path):
         assert np.allclose(np.asarray(boxes[1:], float), np.asarray(direct, float))
         chunked = point_track(system.model, system.pointer, video[1:], [10, 20, 12, 12], chunk=2)
         assert np.allclose(np.asarray(chunked, float), np.asarray(direct, float), atol=1e-4)  # frames encoded alone
+        outlined = system.track(video, region="box:10,20,22,32@1")  # the default: each later box outlined
+        assert outlined[1] == [10, 20, 12, 12]
+        assert np.allclose(np.asarray(outlined[1:], float), np.asarray(outline_track(
+            lambda a, b: video[1:][a:b], 4, direct, OutlineConfig()), float))
     finally:
         (tiny_folder / POINTER_FILE).unlink()
 

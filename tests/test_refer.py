@@ -118,9 +118,11 @@ def test_the_system_finds_and_follows_a_named_object_when_it_has_both_heads(tiny
     assert load(folder, rsot_mode="generate").rsot_mode == "generate"
     assert load(folder, sot_mode="generate").rsot_pointer is not None  # the folder's pointer head follows it
     video = square_video()
-    boxes = system.track(video, expression="the red square")
+    boxes = load(folder, outline=False).track(video, expression="the red square")
     assert len(boxes) == len(video) and all(b is not None for b in boxes)
     assert all(b[2:] == boxes[0][2:] for b in boxes[1:] if b[0] > 0 and b[1] > 0 and b[0] + b[2] < 64)
+    outlined = system.track(video, expression="the red square")  # the default: later boxes outlined
+    assert outlined[0] == boxes[0] and len(outlined) == len(video) and all(b is not None for b in outlined)
     box = system.locate(video[0], "the red square")
     assert box == boxes[0]  # the same place, found on the same frame
     query = expression_query(system.model, system.processor.tokenizer, ["the red square"])

@@ -5,7 +5,7 @@
                   --out DIR [--limit N] [--seed S] [--choice-mode rank|generate]
                   [--rsot-mode auto|generate|ground|point] [--sot-mode auto|generate|point] [--caption-beams N]
                   [--region-propagation classical|off] [--objects pipeline|truth|regions]
-                  [--caption-loop-guard on|off] [--region-mode single|multi]
+                  [--caption-loop-guard on|off] [--region-mode single|multi] [--outline on|off]
                   [--json]
     regionlm eval --list
 
@@ -63,6 +63,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="tracking from a first box with a model: generate (the model writes a box per frame, "
                         "Elysium's protocol), point (the model folder's pointer head points at the object on each "
                         "frame) or auto (point when the folder has a pointer head, default)")
+    p.add_argument("--outline", metavar="on|off", default="on",
+                   help="tracking by pointing (sot/rsot mode point): each box after the first is the classical "
+                        "segmenter's outline of the object around the pointed box (on, default) or the pointed "
+                        "box, of the first box's size (off)")
     p.add_argument("--caption-beams", metavar="N", default="3",
                    help="descriptions and referring expressions with a model: beam search width (1: greedy; "
                         "default 3)")
@@ -168,6 +172,9 @@ def load_model_system(args, path, bench):
     if args.caption_loop_guard not in ("on", "off"):
         raise RegionLMError(f"--caption-loop-guard must be on or off, got {args.caption_loop_guard!r}")
     options["caption_loop_guard"] = args.caption_loop_guard == "on"
+    if args.outline not in ("on", "off"):
+        raise RegionLMError(f"--outline must be on or off, got {args.outline!r}")
+    options["outline"] = args.outline == "on"
     return _backend("regionlm.model", "load_eval_system", "model")(path, benchmark=bench, **options)
 
 

@@ -311,7 +311,9 @@ class RegionLMSystem:
     question (ANSWER_TASKS) stops once it ends in a loop, cut back to the loop's first copy (loop_guard.StopOnLoop);
     sot_mode: how an object given by a box is tracked (SOT_MODES); pointer: the pointer head for
     ``sot_mode="point"`` (None: the one in the model folder ``path``); refer: the refer head for
-    ``rsot_mode="point"`` (None: the folder's; the folder's pointer head follows what it finds).
+    ``rsot_mode="point"`` (None: the folder's; the folder's pointer head follows what it finds); outline: the
+    pointer head's boxes after the first are the segmenter's outline of the object around them (True, or an
+    outline.OutlineConfig) or as pointed (False).
     """
 
     cacheable = True
@@ -324,7 +326,7 @@ class RegionLMSystem:
                  name: str = "regionlm",
                  choice_mode: str = "rank", rsot_mode: str = "auto", tracks_fn: Optional[Callable] = None,
                  caption_beams: int = 3, region_propagation: str = "classical", caption_loop_guard: bool = True,
-                 answer_loop_stop: bool = True, sot_mode: str = "auto", pointer=None, refer=None):
+                 answer_loop_stop: bool = True, sot_mode: str = "auto", pointer=None, refer=None, outline=True):
         if region_mode not in REGION_MODES:
             raise RegionLMError(f"region_mode must be one of {REGION_MODES}, got {region_mode!r}")
         if choice_mode not in CHOICE_MODES:
@@ -350,6 +352,7 @@ class RegionLMSystem:
         if not isinstance(answer_loop_stop, bool):
             raise RegionLMError(f"answer_loop_stop must be True or False, got {answer_loop_stop!r}")
         self.answer_loop_stop = answer_loop_stop
+        self.outline = _outline_config(outline)
         self.model, self.processor = model.eval(), processor
         cfg = model.config
         self.num_frames = int(num_frames or cfg.num_frames)
@@ -387,6 +390,8 @@ class RegionLMSystem:
         if rsot_mode == "point" and task in (None, "rsot"):
             self.config["refer"] = pointer_fingerprint(self.refer_head)
             self.config["rsot_pointer"] = pointer_fingerprint(self.rsot_pointer)
+        if "pointer" in self.config or "refer" in self.config:
+            self.config["outline"] = dataclasses.asdict(self.outline) if self.outline else None
 
     @staticmethod
     def _pointer_mode(sot_mode: str, pointer, path) -> tuple:
@@ -780,8 +785,9 @@ class RegionLMSystem:
 
             for i, (src, init, _) in enumerate(jobs):
                 if init is not None:
-                    decided[i] = [box_xywh_to_xyxy(b) for b in point_track(self.model, self.pointer, src,
-                                                                              box_xyxy_to_xywh(_first_box(init)))]
+                    first = box_xyxy_to_xywh(_first_box(init))
+                    decided[i] = [box_xywh_to_xyxy(b) for b in point_track(self.model, self.pointer, src, first,
+                                                                              outline=self.outline)]
         if self.rsot_mode == "point":  # an expression without a box: found on the first frame, then followed
             for i, (src, init, expression) in enumerate(jobs):
                 if init is None and expression and i not in decided:
@@ -818,7 +824,8 @@ class RegionLMSystem:
         box = locate(self, self.refer_head, clip, expression)
         if box is None:
             return [None] * src.num_frames
-        return [box_xywh_to_xyxy(b) for b in point_track(self.model, self.rsot_pointer, src, box_xyxy_to_xywh(box))]
+        return [box_xywh_to_xyxy(b) for b in point_track(self.model, self.rsot_pointer, src, box_xyxy_to_xywh(box),
+                                                         outline=self.outline)]
 
     def track(self, sample_or_video, region=None, expression: Optional[str] = None) -> list:
         """System protocol: ``track(sample)`` -> one [x, y, w, h] pixel box (or None) per frame of the sequence.
@@ -962,6 +969,20 @@ class _TrackState:
             if box is not None:
                 self.boxes[t] = [round(min(max(v, 0.0), float(lim)), 3) for v, lim in zip(box, (w, h, w, h))]
         self.k += 1
+
+
+def _outline_config(outline):
+    """RegionLMSystem's ``outline`` -> an OutlineConfig (validated) or None."""
+    from .outline import OutlineConfig
+
+    if outline is True:
+        return OutlineConfig()
+    if outline is False or outline is None:
+        return None
+    if not isinstance(outline, OutlineConfig):
+        raise RegionLMError(f"outline must be True, False or an OutlineConfig, got {outline!r}")
+    outline.validate()
+    return outline
 
 
 def _first_box(init_xyxy) -> list:

@@ -293,12 +293,14 @@ def pointed_place(p: torch.Tensor, centres: torch.Tensor, window: int = 0) -> to
     return p @ centres / p.sum(-1, keepdim=True)
 
 
-def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chunk: int = 64) -> list:
+def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chunk: int = 64,
+                outline=None) -> list:
     """[x, y, w, h] pixel boxes on every frame of ``frames`` ((T, H, W, 3) uint8, or an inference.FrameSource) from
     the box on the first: each later frame's box is of the first box's size (guessed whole when the frame's edge
     cuts it, full_size), put so that its part inside the frame is centred where the head points (placed), in whole
     pixels, cut to the frame (a box is what is seen). Frames are read and encoded ``chunk`` at a time, so a long
-    video is never held whole; only its small features are."""
+    video is never held whole; only its small features are. ``outline`` (an outline.OutlineConfig): each later
+    box is then the object's outline around it (regionlm.model.outline), read in a second pass."""
     from .processing import pixel_values
 
     if isinstance(frames, np.ndarray):
@@ -321,7 +323,12 @@ def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chu
         size = full_size(box0, float(head.aspect), (1 / w, 1 / h))  # a side within a pixel of the edge is cut
         boxes = placed(places[0, 1:], size) * torch.tensor([w, h, w, h])
     # whole pixels, as boxes of what is seen are (the truth of every tracking benchmark)
-    return [first] + [seen_part(x1, y1, x2 - x1, y2 - y1, w, h) for x1, y1, x2, y2 in boxes.round().tolist()]
+    out = [first] + [seen_part(x1, y1, x2 - x1, y2 - y1, w, h) for x1, y1, x2, y2 in boxes.round().tolist()]
+    if outline is not None:
+        from .outline import outline_track
+
+        out = outline_track(get, n, out, outline, chunk=chunk)
+    return out
 
 
 def seen_part(x: float, y: float, bw: float, bh: float, w: int, h: int) -> list:

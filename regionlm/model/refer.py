@@ -143,11 +143,11 @@ def around(cells: torch.Tensor, g: int, k: int) -> torch.Tensor:
 def locate(system, head: ReferHead, frames: np.ndarray, expression: str, segmenter=None) -> Optional[list]:
     """The [x1, y1, x2, y2] pixel box of the object ``expression`` names on ``frames[0]`` ((T, H, W, 3) uint8: the
     clip the model sees, at most its ``num_frames``, frame 0 first), or None when the head finds no candidate."""
-    from ..objects.chroma import smooth_chroma
     from ..objects.classical.segment import ClassicalSegmenter
     from ..regions import mask_to_box
     from .grounding import candidate_example, expression_likelihoods
     from .inference import _box_mask
+    from .outline import outline_in, segmenter_view
     from .processing import pixel_values
 
     model = system.model
@@ -157,8 +157,7 @@ def locate(system, head: ReferHead, frames: np.ndarray, expression: str, segment
     found = peak_candidates(head, query, head.features(x[None])[0])
     if not found:
         return None
-    # the segmenter reads the frame as the object pipeline does: a small decoded frame's chroma smoothed first
-    frame = smooth_chroma(frames[0]) if max(h, w) <= 128 else frames[0]
+    view = segmenter_view(frames[0])
     segmenter = segmenter or ClassicalSegmenter()
     boxes, masks = [], []
     for place, size, _ in found:
@@ -166,11 +165,10 @@ def locate(system, head: ReferHead, frames: np.ndarray, expression: str, segment
         half = size * head.config.box_scale / 2 * torch.tensor([w, h])
         box = [max(0.0, cx - float(half[0])), max(0.0, cy - float(half[1])), min(float(w), cx + float(half[0])),
                min(float(h), cy + float(half[1]))]
-        mask = segmenter.segment(frame, boxes=np.array([box]))[0]
-        outline = mask_to_box(mask)
-        if outline is not None:
-            box = [float(v) for v in outline]
-        else:  # nothing segmented: the guessed box is the outline
+        mask = outline_in(segmenter, view, box)
+        if mask is not None:
+            box = [float(v) for v in mask_to_box(mask)]
+        else:  # nothing outlined: the guessed box is the outline
             mask = _box_mask(box, h, w)
         boxes.append(box)
         masks.append(mask)

@@ -6,7 +6,9 @@ An object given by a region is followed by the model folder's pointer head (``--
 ``auto`` when the folder has one, as the shipped model does) or written as text, Elysium style, clip by clip
 (``--sot-mode generate``). An object named by an expression is found on frame 0 by the folder's refer head and
 the model's pick among its candidates, then followed by the pointer head (regionlm.model.refer; written as text
-when the folder lacks the heads). ``tracks.json`` then holds a ``box`` per frame and no
+when the folder lacks the heads). The pointer head's boxes after the first are the classical segmenter's outline
+of the object around them (``--outline on``, default; ``off``: the pointed box, of the first box's size; see
+regionlm.model.outline). ``tracks.json`` then holds a ``box`` per frame and no
 ``segmentation``; frames where the model gives no box are left out.
 
 Mask backends: each ``--region`` (``mask:first.png@F``, ``rle:mask.json@F``, ``box:x1,y1,x2,y2@F``,
@@ -85,6 +87,10 @@ def add_parser(sub) -> None:
                    help="model backend, a --region: point (the model's pointer head follows it), generate (the "
                         "model writes its boxes as text) or auto (point when the model folder has a pointer head, "
                         "default)")
+    p.add_argument("--outline", default="on", metavar="on|off",
+                   help="model backend, pointing: each box after the first is the classical segmenter's outline of "
+                        "the object around the pointed box (on, default) or the pointed box, of the first box's "
+                        "size (off)")
     p.add_argument("--segmenter", metavar="DIR", help="hf: a SAM 2 / SAM 3 tracker video checkpoint folder")
     p.add_argument("--device", default=None,
                    help="torch device (default: cpu for hf, CUDA when available for the model)")
@@ -101,9 +107,10 @@ def run_track(args) -> int:
         raise RegionLMError(f"--backend {args.backend!r}: unknown; available: {MODEL_BACKEND}, {', '.join(BACKENDS)}")
     if args.backend == MODEL_BACKEND:
         return run_model_track(args)
-    if args.sot_mode != "auto":
-        raise RegionLMError(f"--sot-mode works only with --backend {MODEL_BACKEND}; --backend {args.backend} tracks "
-                            "masks")
+    for flag, value, default in (("--sot-mode", args.sot_mode, "auto"), ("--outline", args.outline, "on")):
+        if value != default:
+            raise RegionLMError(f"{flag} works only with --backend {MODEL_BACKEND}; --backend {args.backend} tracks "
+                                "masks")
     if args.expression is not None:
         return run_grounded_track(args)
     for flag, value in (("--expression", args.expression), ("--model", args.model)):
@@ -213,8 +220,11 @@ def run_model_track(args) -> int:
 
     if args.sot_mode not in SOT_MODES:
         raise RegionLMError(f"--sot-mode must be one of {', '.join(SOT_MODES)}, got {args.sot_mode!r}")
+    if args.outline not in ("on", "off"):
+        raise RegionLMError(f"--outline must be on or off, got {args.outline!r}")
     prompts, (N, H, W) = check_regions_fit(args.video, regions, name="--region")
-    model = RegionLM.load(args.model, device=args.device, progress=False, sot_mode=args.sot_mode)
+    model = RegionLM.load(args.model, device=args.device, progress=False, sot_mode=args.sot_mode,
+                          outline=args.outline == "on")
     xywh, secs = timed(model.track, args.video, region=prompts[0] if prompts else None, expression=expression)
     boxes = [None if b is None else [round(float(b[0]), 2), round(float(b[1]), 2), round(float(b[0] + b[2]), 2),
                                      round(float(b[1] + b[3]), 2)] for b in xywh]
@@ -227,10 +237,11 @@ def run_model_track(args) -> int:
     if args.render:
         render_objects(args.video, result, args.render, progress=not args.json)
     what = {"region": regions[0]} if regions else {"expression": expression}
+    mode = model.system.sot_mode if regions else model.system.rsot_mode
     if args.json:
         print(json.dumps({"video": str(args.video), "backend": MODEL_BACKEND, **what,
-                          **({"sot_mode": model.system.sot_mode} if regions else
-                             {"rsot_mode": model.system.rsot_mode}), "boxes": boxes,
+                          **({"sot_mode": mode} if regions else {"rsot_mode": mode}),
+                          "outline": mode == "point" and model.system.outline is not None, "boxes": boxes,
                           "out": str(out), "render": args.render, "model": model.path, "seconds": secs}))
     else:
         print(f"{regions[0] if regions else repr(expression)}: a box on {len(track.masks)} of {N - first} frames "
