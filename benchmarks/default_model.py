@@ -5,9 +5,11 @@ in training (training streams the train split), then evaluates the model on:
   world-q (test)     region multiple choice: overall >= 85, each of the five types >= 70, region_swap >= 80
   world-q (holdout)  the same questions on unseen colour-shape pairs: overall >= 80
   world-sot          single-object tracking from a first-frame box: success AUC >= 70 (with the model folder's
-                     pointer head when it has one, `--sot-mode auto`; world-sot-generate: boxes written as text)
+                     pointer head when it has one, `--sot-mode auto`, its boxes outlined, `--outline on`;
+                     world-sot-generate: boxes written as text; world-sot-pointed: the pointed boxes, not outlined)
   world-rsot         referring tracking from an expression: AUC >= 60 (with the folder's refer and pointer heads
-                     when it has them, `--rsot-mode auto`; world-rsot-generate: boxes written as text)
+                     when it has them, `--rsot-mode auto`; world-rsot-generate: boxes written as text;
+                     world-rsot-pointed: not outlined)
   world-d            region descriptions: CIDEr >= 100, attributes (colour, shape, size, motion) right >= 90
   world-vqa          video-level questions: >= 85
   world-rsot-ground  the same, the object pipeline tracking every object and the model picking the named one
@@ -53,8 +55,10 @@ RUNS = [
     ("world-q-holdout", "world-q", "holdout", [("overall", 80)]),
     ("world-sot", "world-sot", "test", [("auc", 70)]),
     ("world-sot-generate", "world-sot", "test", [("auc", None)]),
+    ("world-sot-pointed", "world-sot", "test", [("auc", None)]),
     ("world-rsot", "world-rsot", "test", [("auc", 60)]),
     ("world-rsot-generate", "world-rsot", "test", [("auc", None)]),
+    ("world-rsot-pointed", "world-rsot", "test", [("auc", None)]),
     ("world-d", "world-d", "test", [("cider", 100), ("attributes", 90), ("attr_colour", None), ("attr_shape", None),
                                     ("attr_size", None), ("attr_motion", None)]),
     ("world-vqa", "world-vqa", "test", [("overall", 85)]),
@@ -69,7 +73,8 @@ EXTRA_ARGS = {"world-q-generate": ["--choice-mode", "generate"], "world-rsot-gro
               "world-sot-generate": ["--sot-mode", "generate"], "world-rsot-generate": ["--rsot-mode", "generate"],
               "world-d-greedy": ["--caption-beams", "1"], "world-vqa-generate": ["--choice-mode", "generate"],
               "world-d-keyframe": ["--region-propagation", "off"],
-              "world-d-noguard": ["--caption-loop-guard", "off"]}
+              "world-d-noguard": ["--caption-loop-guard", "off"], "world-sot-pointed": ["--outline", "off"],
+              "world-rsot-pointed": ["--outline", "off"]}
 NOT_TYPES = {"overall", "region_swap"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,8 +17,10 @@ from regionlm.errors import RegionLMError
 from regionlm.model import RegionLMForConditionalGeneration
 from regionlm.model.inference import weights_fingerprint
 from regionlm.model.pointer import POINTER_FILE, PointerConfig, PointerHead, save_pointer
-from regionlm.model.refer import (REFER_FILE, ReferConfig, ReferHead, expression_query, fit_refer, load_refer,
-                                  peak_candidates, save_refer)
+from regionlm.model.refer import (FIRST_FRAME_SHARE, REFER_FILE, ReferConfig, ReferHead, expression_query,
+                                  find_candidates, fit_refer, load_refer, peak_candidates, pick_score, refer_track,
+                                  save_refer, view_likelihoods)
+from regionlm.objects.classical.segment import ClassicalSegmenter
 
 
 def test_the_cheap_score_is_the_formula_up_to_a_constant_per_query():
@@ -123,10 +126,39 @@ def test_the_system_finds_and_follows_a_named_object_when_it_has_both_heads(tiny
     assert all(b[2:] == boxes[0][2:] for b in boxes[1:] if b[0] > 0 and b[1] > 0 and b[0] + b[2] < 64)
     outlined = system.track(video, expression="the red square")  # the default: later boxes outlined
     assert outlined[0] == boxes[0] and len(outlined) == len(video) and all(b is not None for b in outlined)
+    direct = refer_track(system, system.refer_head, system.rsot_pointer, video, "the red square", system.outline)
+    assert np.allclose(np.asarray(direct, float), np.asarray(outlined, float))
     box = system.locate(video[0], "the red square")
-    assert box == boxes[0]  # the same place, found on the same frame
+    found = find_candidates(system, system.refer_head, video[0], "the red square", ClassicalSegmenter())[0]
+    # both are one of the head's candidates on that frame (locate picks on it alone, track on the clip)
+    assert all([x, y, x + w, y + h] in found for x, y, w, h in (box, boxes[0]))
     query = expression_query(system.model, system.processor.tokenizer, ["the red square"])
     assert query.shape == (1, 64)
+
+
+def test_the_pick_weighs_frame_0_against_the_later_frames_shown():
+    assert FIRST_FRAME_SHARE == 0.5
+    ll = np.array([[-2.0, -4.0, -6.0], [-3.0, -np.inf, -np.inf], [-1.0, -np.inf, -9.0]])
+    got = pick_score(ll, np.array([1.0, 0.0, 2.0]), 0.5)
+    later = np.log((np.exp(-4.0) + np.exp(-6.0)) / 2)
+    assert np.allclose(got, [0.5 * -2.0 + 0.5 * later + 0.5, -3.0, 0.5 * -1.0 + 0.5 * -9.0 + 1.0])
+
+
+def test_each_candidate_is_scored_on_each_frame_it_is_shown_as_grounding_does(tiny_folder):  # noqa: F811
+    from regionlm.model.grounding import candidate_example, expression_likelihoods
+
+    system = load(tiny_folder)
+    clip = square_video(4)
+    shown = np.zeros((2, 4, 64, 64), bool)
+    shown[0, :, 20:32, 10:22] = True  # on every frame
+    shown[1, 0, 40:50, 40:50] = shown[1, 2, 40:50, 40:50] = True  # on frames 0 and 2
+    got = view_likelihoods(system, clip, "the red square", shown)
+    assert np.isfinite(got[0]).all() and np.isinf(got[1, [1, 3]]).all() and np.isfinite(got[1, [0, 2]]).all()
+    for k in range(2):  # the mean over its views is grounding's "each" likelihood of the candidate
+        example = candidate_example(clip, shown[k], range(4))
+        each = expression_likelihoods(system, [replace(example, answer="the red square")], "each")[0]
+        row = got[k][np.isfinite(got[k])]
+        assert np.isclose(np.logaddexp.reduce(row) - np.log(len(row)), each, atol=1e-4)
 
 
 def test_a_head_fitted_on_other_weights_is_not_used(tiny_folder, tmp_path):  # noqa: F811

@@ -390,6 +390,9 @@ class RegionLMSystem:
         if rsot_mode == "point" and task in (None, "rsot"):
             self.config["refer"] = pointer_fingerprint(self.refer_head)
             self.config["rsot_pointer"] = pointer_fingerprint(self.rsot_pointer)
+            from .refer import FIRST_FRAME_SHARE
+
+            self.config["refer_pick"] = {"first_frame_share": FIRST_FRAME_SHARE}
         if "pointer" in self.config or "refer" in self.config:
             self.config["outline"] = dataclasses.asdict(self.outline) if self.outline else None
 
@@ -815,17 +818,15 @@ class RegionLMSystem:
                     st.consume(text)
 
     def _point_expression(self, src: FrameSource, expression: str) -> list:
-        """rsot_mode "point": the refer head (and the model's pick) finds the object on the first frame of ``src``,
-        the pointer head follows it -> a pixel xyxy box (or None) per frame."""
-        from .pointer import point_track
-        from .refer import locate
+        """rsot_mode "point": the refer head's candidates on the first frame of ``src``, each followed by the
+        pointer head, the model's pick among them (regionlm.model.refer.refer_track) -> a pixel xyxy box (or None)
+        per frame."""
+        from .refer import refer_track
 
-        clip = src.get(sample_indices(src.num_frames, num=self.num_frames, keep=[0]))  # what the model picks on
-        box = locate(self, self.refer_head, clip, expression)
-        if box is None:
+        boxes = refer_track(self, self.refer_head, self.rsot_pointer, src, expression, self.outline)
+        if boxes is None:
             return [None] * src.num_frames
-        return [box_xywh_to_xyxy(b) for b in point_track(self.model, self.rsot_pointer, src, box_xyxy_to_xywh(box),
-                                                         outline=self.outline)]
+        return [box_xywh_to_xyxy(b) for b in boxes]
 
     def track(self, sample_or_video, region=None, expression: Optional[str] = None) -> list:
         """System protocol: ``track(sample)`` -> one [x, y, w, h] pixel box (or None) per frame of the sequence.

@@ -59,6 +59,11 @@ def outline_in(segmenter, view: np.ndarray, box: Sequence[float]) -> Optional[np
 
 def outline_box(segmenter, view: np.ndarray, box: Sequence[float], config: OutlineConfig) -> list:
     """The box of the object outlined around the pointed xyxy ``box`` (see the module), or ``box`` itself."""
+    return outlined(segmenter, view, box, config)[0]
+
+
+def outlined(segmenter, view: np.ndarray, box: Sequence[float], config: OutlineConfig) -> tuple:
+    """(outline_box's box, the outline's (H, W) bool mask, or None when the pointed box is kept)."""
     from ..eval.metrics.boxes import box_iou_xyxy
     from ..regions import mask_to_box
 
@@ -66,8 +71,8 @@ def outline_box(segmenter, view: np.ndarray, box: Sequence[float], config: Outli
     mask = outline_in(segmenter, view, grown(box, config.grow, h, w))
     found = mask_to_box(mask) if mask is not None else None
     if found is None or float(box_iou_xyxy(np.asarray(found, float), np.asarray(box, float))) < config.min_iou:
-        return [float(v) for v in box]
-    return [float(v) for v in found]
+        return [float(v) for v in box], None
+    return [float(v) for v in found], mask
 
 
 def outline_track(get: Callable, n: int, boxes: list, config: OutlineConfig, segmenter=None,

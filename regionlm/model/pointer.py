@@ -293,37 +293,50 @@ def pointed_place(p: torch.Tensor, centres: torch.Tensor, window: int = 0) -> to
     return p @ centres / p.sum(-1, keepdim=True)
 
 
-def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chunk: int = 64,
-                outline=None) -> list:
-    """[x, y, w, h] pixel boxes on every frame of ``frames`` ((T, H, W, 3) uint8, or an inference.FrameSource) from
-    the box on the first: each later frame's box is of the first box's size (guessed whole when the frame's edge
-    cuts it, full_size), put so that its part inside the frame is centred where the head points (placed), in whole
-    pixels, cut to the frame (a box is what is seen). Frames are read and encoded ``chunk`` at a time, so a long
-    video is never held whole; only its small features are. ``outline`` (an outline.OutlineConfig): each later
-    box is then the object's outline around it (regionlm.model.outline), read in a second pass."""
+def frame_reader(frames) -> tuple:
+    """(n, height, width, get(start, stop) -> those frames) of an (T, H, W, 3) uint8 array or an
+    inference.FrameSource."""
+    if isinstance(frames, np.ndarray):
+        return len(frames), frames.shape[1], frames.shape[2], lambda start, stop: frames[start:stop]
+    return frames.num_frames, frames.height, frames.width, lambda start, stop: frames.get(list(range(start, stop)))
+
+
+def track_features(model, head: PointerHead, frames, chunk: int = 64) -> torch.Tensor:
+    """(T, P, D) the head's standardised features of every frame of ``frames`` (see frame_reader), read and
+    encoded ``chunk`` frames at a time, so a long video is never held whole; only its small features are."""
     from .processing import pixel_values
 
-    if isinstance(frames, np.ndarray):
-        n, (h, w) = len(frames), frames.shape[1:3]
-
-        def get(start, stop):
-            return frames[start:stop]
-    else:
-        n, h, w = frames.num_frames, frames.height, frames.width
-
-        def get(start, stop):
-            return frames.get(list(range(start, stop)))
-
-    first = [float(v) for v in init_box]
+    n, _, _, get = frame_reader(frames)
     with torch.no_grad():
         x = torch.cat([grid_features(model, torch.from_numpy(pixel_values([get(i, min(i + chunk, n))], model.config)),
                                      head.config.stitch)[0] for i in range(0, n, chunk)])
-        box0 = xyxy_fractions([first], w, h)
-        _, places = follow(head, head.standardise(x)[None], box0)
-        size = full_size(box0, float(head.aspect), (1 / w, 1 / h))  # a side within a pixel of the edge is cut
-        boxes = placed(places[0, 1:], size) * torch.tensor([w, h, w, h])
+    return head.standardise(x)
+
+
+def follow_box(head: PointerHead, x: torch.Tensor, init_box: Sequence[float], width: int, height: int) -> list:
+    """[x, y, w, h] pixel boxes on every frame of ``x`` (track_features) from ``init_box`` on the first: each
+    later frame's box is of the first box's size (guessed whole when the frame's edge cuts it, full_size), put so
+    that its part inside the frame is centred where the head points (placed), in whole pixels, cut to the frame (a
+    box is what is seen)."""
+    first = [float(v) for v in init_box]
+    with torch.no_grad():
+        box0 = xyxy_fractions([first], width, height)
+        _, places = follow(head, x[None], box0)
+        size = full_size(box0, float(head.aspect), (1 / width, 1 / height))  # a side within a pixel of the edge
+        boxes = placed(places[0, 1:], size) * torch.tensor([width, height, width, height])
     # whole pixels, as boxes of what is seen are (the truth of every tracking benchmark)
-    out = [first] + [seen_part(x1, y1, x2 - x1, y2 - y1, w, h) for x1, y1, x2, y2 in boxes.round().tolist()]
+    return [first] + [seen_part(x1, y1, x2 - x1, y2 - y1, width, height)
+                      for x1, y1, x2, y2 in boxes.round().tolist()]
+
+
+def point_track(model, head: PointerHead, frames, init_box: Sequence[float], chunk: int = 64,
+                outline=None) -> list:
+    """[x, y, w, h] pixel boxes on every frame of ``frames`` ((T, H, W, 3) uint8, or an inference.FrameSource)
+    from the box on the first, as the pointer head follows it (follow_box; frames encoded ``chunk`` at a time).
+    ``outline`` (an outline.OutlineConfig): each later box is then the object's outline around it
+    (regionlm.model.outline), read in a second pass."""
+    n, h, w, get = frame_reader(frames)
+    out = follow_box(head, track_features(model, head, frames, chunk), init_box, w, h)
     if outline is not None:
         from .outline import outline_track
 
