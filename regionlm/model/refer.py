@@ -15,8 +15,11 @@ cells within ``window`` of the peak) and a size (a small MLP of e and the mean f
 segmenter draws each candidate's outline inside its box grown by ``box_scale`` (SAM's split of labour: a prompt
 gives the place, a segmenter the outline), and the model picks among them as it picks among the object
 pipeline's tracks (regionlm.model.grounding): the likelihood of the expression as that region's referring
-expression, plus ``head_weight`` times the head's score. Its box on the first frame is what the pointer head
-then follows (``RegionLMSystem(rsot_mode="point")``).
+expression, plus ``head_weight`` times the head's score. Tracking (``refer_track``,
+``RegionLMSystem(rsot_mode="point")``): the pointer head follows every candidate, each is shown to the model on
+every frame of its clip, outlined around where the pointer took it (regionlm.model.outline), and the pick weighs
+frame 0 against the later frames (pick_score); the pick's track is the answer. ``locate`` (one image) picks on
+frame 0 alone.
 
 About 78k weights (37k of them the adapter), fitted on the frozen model's features of the first frames of
 RegionWorld referring-tracking sequences (``fit_refer``; ``regionlm fit-pointer`` and ``regionlm train``'s
