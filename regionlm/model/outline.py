@@ -35,9 +35,9 @@ class OutlineConfig:
 def segmenter_view(frame: np.ndarray) -> np.ndarray:
     """The frame as the segmenter reads it: a small decoded frame's chroma smoothed first, as the object pipeline
     does (codec chroma subsampling smears colour edges over whole pixels at 64 x 64)."""
-    from ..objects.chroma import smooth_chroma
+    from ..objects.chroma import small_frame_view
 
-    return smooth_chroma(frame) if max(frame.shape[:2]) <= 128 else frame
+    return small_frame_view(frame)
 
 
 def grown(box: Sequence[float], scale: float, height: int, width: int) -> list:

@@ -19,6 +19,7 @@ import numpy as np
 
 RADIUS = 2  # window radius (pixels): a 5x5 window spans more than one 2x2 chroma block
 EPS = 1.0  # regularisation, in squared luma levels (0-255): small, so edges of any contrast are followed
+SMALL_SIDE = 128  # frames with a long side up to this are smoothed (small_frame_view); larger ones are left alone
 
 
 def smooth_chroma(frame: np.ndarray, radius: int = RADIUS, eps: float = EPS) -> np.ndarray:
@@ -30,4 +31,9 @@ def smooth_chroma(frame: np.ndarray, radius: int = RADIUS, eps: float = EPS) -> 
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
-__all__ = ["smooth_chroma"]
+def small_frame_view(frame: np.ndarray, side: int = SMALL_SIDE) -> np.ndarray:
+    """``frame`` as colour segmentation should read it: chroma smoothed when its long side is at most ``side``."""
+    return smooth_chroma(frame) if max(frame.shape[:2]) <= side else frame
+
+
+__all__ = ["SMALL_SIDE", "small_frame_view", "smooth_chroma"]

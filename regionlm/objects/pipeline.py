@@ -41,7 +41,7 @@ import numpy as np
 
 from regionlm.errors import RegionLMError, VideoError
 from regionlm.objects.base import ObjectsResult, ObjectTrack, create
-from regionlm.objects.chroma import smooth_chroma
+from regionlm.objects.chroma import SMALL_SIDE, small_frame_view
 from regionlm.objects.classical.detect import nms
 from regionlm.objects.io import RLEMasks
 from regionlm.objects.keyframes import frame_tags
@@ -185,7 +185,7 @@ class PipelineConfig:
     min_track_frames: int = 3  # shorter tracks are dropped (unless the video is shorter)
     duplicate_iou: float = 0.7
     max_objects: int = 64
-    smooth_chroma_side: int = 128  # frames with a long side up to this get their chroma smoothed along the luma
+    smooth_chroma_side: int = SMALL_SIDE  # frames with a long side up to this get their chroma smoothed along the luma
     # first (objects.chroma: a codec's 4:2:0 colour blocks split small objects into fragments); 0: never
     progress: bool = False
 
@@ -332,8 +332,7 @@ class ObjectPipeline:
             frame = np.ascontiguousarray(frame)
             if frame.shape != (height, width, 3):
                 raise VideoError(f"video {video}: frame {t} is {frame.shape}, expected ({height}, {width}, 3)")
-            if max(height, width) <= cfg.smooth_chroma_side:
-                frame = smooth_chroma(frame)
+            frame = small_frame_view(frame, cfg.smooth_chroma_side)
             timing["decode"] += time.perf_counter() - t0  # smoothing counts as getting the frame
             lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
             self._frame_step(t, frame, lab, timing)
