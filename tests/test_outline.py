@@ -10,7 +10,8 @@ import pytest
 from regionlm.errors import RegionLMError
 from regionlm.eval.metrics.boxes import box_iou_xyxy
 from regionlm.model.inference import _outline_config
-from regionlm.model.outline import OutlineConfig, grown, outline_box, outline_track, segmenter_view
+from regionlm.model.outline import (OutlineConfig, grown, outline_box, outline_segmenter, outline_track,
+                                   segmenter_view)
 from regionlm.objects.classical.segment import ClassicalSegmenter
 
 GREY = (90, 90, 90)
@@ -38,6 +39,21 @@ def test_a_pointed_box_of_the_wrong_size_becomes_the_objects_outline(pointed):
     truth = np.array([18, 18, 32, 32], float)
     assert box_iou_xyxy(np.asarray(box, float), truth) >= 0.9
     assert box_iou_xyxy(np.asarray(pointed, float), truth) < 0.75  # it was worse
+
+
+def test_a_large_frame_is_outlined_at_the_work_side():
+    # 540 x 960, as a real mp4: GrabCut reads the crop scaled to work_side, and the box still fits the object
+    # (a two-colour texture on noise; the pointer's box too small)
+    rng = np.random.default_rng(0)
+    frame = rng.integers(60, 120, (540, 960, 3)).astype(np.uint8)
+    frame[200:330, 400:600] = (rng.integers(0, 2, (130, 200, 1)) * np.array([[[180, 30, 30]]]) + 40).astype(np.uint8)
+    seg = outline_segmenter(OutlineConfig())
+    assert seg.config.grabcut_side == 128 and outline_segmenter(OutlineConfig(work_side=96)).config.grabcut_side == 96
+    pointed = [410.0, 210.0, 590.0, 320.0]
+    box = outline_box(seg, segmenter_view(frame), pointed, OutlineConfig())
+    truth = np.array([400, 200, 600, 330], float)
+    assert box_iou_xyxy(np.asarray(box, float), truth) >= 0.9
+    assert box_iou_xyxy(np.asarray(pointed, float), truth) < 0.8
 
 
 class FixedSegmenter:
@@ -87,6 +103,8 @@ def test_bad_options_are_refused():
         OutlineConfig(grow=0.9).validate()
     with pytest.raises(RegionLMError, match=r"min_iou must be in \[0, 1\]"):
         OutlineConfig(min_iou=1.5).validate()
+    with pytest.raises(RegionLMError, match="work_side must be an integer >= 16"):
+        OutlineConfig(work_side=8).validate()
     with pytest.raises(RegionLMError, match="outline must be True, False or an OutlineConfig"):
         _outline_config("yes")
     with pytest.raises(RegionLMError, match="grow"):

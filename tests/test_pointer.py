@@ -241,7 +241,7 @@ def test_the_system_tracks_with_the_pointer_when_asked(tiny_folder, tmp_path):
         assert load(tiny_folder, sot_mode="generate").sot_mode == "generate"
         video = square_video()
         pointed = load(tiny_folder, outline=False)
-        assert system.config["outline"] == {"grow": 1.3, "min_iou": 0.3} and pointed.config["outline"] is None
+        assert system.config["outline"] == {"grow": 1.3, "min_iou": 0.3, "work_side": 128} and pointed.config["outline"] is None
         boxes = pointed.track(video, region="box:10,20,22,32@1")
         assert boxes[0] is None and boxes[1] == [10, 20, 12, 12]
         assert all(b is not None and b[2:] == [12, 12] for b in boxes[1:])  # the first box's size, moved

@@ -234,16 +234,15 @@ def refer_track(system, head: ReferHead, pointer, frames, expression: str, outli
     0 (find_candidates) and each followed by the ``pointer`` head; the model picks among them shown on the clip
     it sees (``system.num_frames`` frames, frame 0 first), on each frame outlined around where the pointer took
     it (pick_score); the pick's boxes are outlined on every frame when ``outline`` (an OutlineConfig) is given."""
-    from ..objects.classical.segment import ClassicalSegmenter
     from ..video import sample_indices
     from .inference import _box_mask
-    from .outline import OutlineConfig, outline_track, outlined, segmenter_view
+    from .outline import OutlineConfig, outline_segmenter, outline_track, outlined, segmenter_view
     from .pointer import follow_box, frame_reader, track_features
 
     n, h, w, get = frame_reader(frames)
     positions = sample_indices(n, num=system.num_frames, keep=[0])
     clip = frames[positions] if isinstance(frames, np.ndarray) else frames.get(positions)
-    segmenter = segmenter or ClassicalSegmenter()
+    segmenter = segmenter or outline_segmenter(outline or OutlineConfig())
     boxes, masks, head_scores = find_candidates(system, head, clip[0], expression, segmenter)
     if not boxes:
         return None
