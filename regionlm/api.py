@@ -70,6 +70,17 @@ class RegionLM:
     def max_regions(self) -> int:
         return int(self.config.max_regions)
 
+    def video_note(self, height: int, width: int) -> Optional[str]:
+        """A one-line note when a video of this size is unlike everything the model was trained on (a model
+        trained on RegionWorld alone, as the shipped one, asked about a real video: it answers, but the answer
+        says little about the video), else None. The CLI prints it on stderr and in its ``--json`` output."""
+        size = trained_world_size(self.path)
+        if size is None or (int(height), int(width)) == (size, size):
+            return None
+        return (f"the model in {self.path} was trained on {size}x{size} RegionWorld videos only; this video is "
+                f"{int(width)}x{int(height)} (WxH), so its answers say little about it (give --model a RegionLM "
+                f"trained on real video)")
+
     def _check_regions(self, question: str, regions: Sequence) -> None:
         check_placeholders(question, len(regions))
         if len(regions) > self.max_regions:
@@ -107,6 +118,26 @@ class RegionLM:
     def locate(self, image, expression: str) -> Optional[list]:
         """The [x, y, w, h] pixel box of the object ``expression`` names in an image or frame, or None."""
         return self.system.locate(image, expression)
+
+
+def trained_world_size(folder) -> Optional[int]:
+    """The frame side of the RegionWorld videos a model folder was trained on, from its train_config.json (what
+    ``regionlm train`` writes beside the weights), or None when it was trained on other data or has no record."""
+    import json
+
+    path = Path(folder) / "train_config.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text()).get("data") or {}
+    except (OSError, ValueError, AttributeError):
+        return None  # a record we cannot read is no reason to stop a question
+    if data.get("source") != "world":
+        return None
+    from .world.spec import WorldConfig
+
+    size = (data.get("world") or {}).get("size", WorldConfig.size)
+    return int(size) if isinstance(size, int) else None
 
 
 def check_placeholders(question: str, num_regions: int) -> None:

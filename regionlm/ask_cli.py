@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Optional
 
 from regionlm.errors import RegionError, RegionLMError
@@ -96,6 +97,13 @@ def parse_option(question: str, answer: str) -> Optional[str]:
 # ------------------------------------------------------------------ commands
 
 
+def show_note(note: Optional[str], as_json: bool) -> Optional[str]:
+    """``note`` (RegionLM.video_note) printed on stderr unless the output is JSON (where it is a field); returned."""
+    if note and not as_json:
+        print(f"note: {note}", file=sys.stderr)
+    return note
+
+
 def _load(args, **options):
     from regionlm.api import RegionLM
 
@@ -108,15 +116,17 @@ def run_ask(args) -> int:
     if args.loop_stop not in ("on", "off"):
         raise RegionLMError(f"--loop-stop must be on or off, got {args.loop_stop!r}")
     check_placeholders(args.question, len(args.region))
-    prompts, _ = check_regions_fit(args.video, args.region, name="--region")
+    prompts, (_, H, W) = check_regions_fit(args.video, args.region, name="--region")
     model = _load(args, answer_loop_stop=args.loop_stop == "on")
+    note = show_note(model.video_note(H, W), args.json)
     prompt = question_prompt(args.question)
     options = split_options(args.question)[1] if prompt != args.question else None  # options in the trained form
     answer, seconds = timed(model.ask, args.video, prompt, prompts, options=options)
     option = parse_option(args.question, answer)
     if args.json:
         print(json.dumps({"video": str(args.video), "question": args.question, "regions": list(args.region),
-                          "answer": answer, "option": option, "model": model.path, "seconds": seconds}))
+                          "answer": answer, "option": option, "model": model.path, "seconds": seconds,
+                          "note": note}))
     else:
         print(answer or EMPTY)
         if option is not None and answer.strip() != option:
@@ -134,13 +144,14 @@ def run_describe(args) -> int:
     if args.region_propagation not in PROPAGATIONS:
         raise RegionError(f"--region-propagation must be one of {', '.join(PROPAGATIONS)}, got "
                           f"{args.region_propagation!r}")
-    prompts, _ = check_regions_fit(args.video, args.region, name="--region")
+    prompts, (_, H, W) = check_regions_fit(args.video, args.region, name="--region")
     model = _load(args, region_propagation=args.region_propagation)
+    note = show_note(model.video_note(H, W), args.json)
     text, seconds = timed(model.describe, args.video, prompts[0])
     if args.json:
         print(json.dumps({"video": str(args.video), "region": args.region[0], "description": text,
                           "region_propagation": args.region_propagation, "model": model.path,
-                          "seconds": seconds}))
+                          "seconds": seconds, "note": note}))
     else:
         print(text or EMPTY)
     return 0

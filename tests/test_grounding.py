@@ -202,7 +202,7 @@ def test_track_cli_expression_with_the_classical_backend(world, model_dir, tmp_p
                  str(model_dir), "--out", str(out), "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["expression"] == "the red star" and summary["backend"] == "classical"
+    assert summary["expression"] == "the red star" and summary["backend"] == "classical" and summary["note"] is None
     assert len(summary["candidates"]) >= 2 and summary["picked"] in [c["pipeline_id"] for c in summary["candidates"]]
     best = max(summary["candidates"], key=lambda c: -np.inf if c["score"] is None else c["score"])
     assert best["pipeline_id"] == summary["picked"]

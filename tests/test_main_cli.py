@@ -75,7 +75,8 @@ def run_json(capsys, argv) -> dict:
 def test_ask_json(capsys, video, model_dir):
     q = "What is <region> doing? (A) moving right (B) standing still"
     out = run_json(capsys, ["ask", video, q, "--region", BOX, "--model", model_dir])
-    assert set(out) == {"video", "question", "regions", "answer", "option", "model", "seconds"}
+    assert set(out) == {"video", "question", "regions", "answer", "option", "model", "seconds", "note"}
+    assert out["note"] is None  # the tiny model has no training record: nothing to say about the video
     assert out["video"] == video and out["question"] == q and out["regions"] == [BOX]
     assert isinstance(out["answer"], str) and out["model"] == model_dir and out["seconds"] >= 0
     # the options are ranked by the model: the answer is one of them, in full
@@ -92,7 +93,7 @@ def test_ask_two_regions_frame_folder_and_plain_text(capsys, frame_folder, model
 
 def test_describe_json(capsys, video, model_dir):
     out = run_json(capsys, ["describe", video, "--region", "box:5,5,60,60@2", "--model", model_dir])
-    assert set(out) == {"video", "region", "description", "region_propagation", "model", "seconds"}
+    assert set(out) == {"video", "region", "description", "region_propagation", "model", "seconds", "note"}
     assert out["region"] == "box:5,5,60,60@2" and isinstance(out["description"], str)
     assert out["region_propagation"] == "classical"
     out = run_json(capsys, ["describe", video, "--region", "box:5,5,60,60@2", "--model", model_dir,
@@ -109,8 +110,34 @@ def test_ask_and_describe_a_real_video_with_the_shipped_model(capsys):
     q = "What is <region> doing? (A) moving right (B) standing still"
     out = run_json(capsys, ["ask", path, q, "--region", "box:100,100,300,300@0"])
     assert out["answer"] in ("(A) moving right", "(B) standing still")
+    assert "trained on 64x64 RegionWorld videos only; this video is 960x540" in out["note"]  # said, not hidden
     out = run_json(capsys, ["describe", path, "--region", "box:100,100,300,300@150"])
     assert isinstance(out["description"], str) and out["description"]
+
+
+def test_a_video_unlike_the_training_videos_gets_a_note(capsys, video, model_dir, tmp_path):
+    import shutil
+
+    from regionlm.api import trained_world_size
+
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    assert trained_world_size(folder) is None  # no train_config.json
+    for record, size in [({"data": {"source": "world", "world": {"size": 32}}}, 32),
+                         ({"data": {"source": "world"}}, 64),  # the world's default size
+                         ({"data": {"source": "toy"}}, None), ({"data": None}, None)]:
+        (folder / "train_config.json").write_text(json.dumps(record))
+        assert trained_world_size(folder) == size, record
+    (folder / "train_config.json").write_text("{not json")
+    assert trained_world_size(folder) is None  # an unreadable record stops nothing
+    (folder / "train_config.json").write_text(json.dumps({"data": {"source": "world", "world": {"size": 32}}}))
+    assert main(["ask", video, "What is <region>?", "--region", BOX, "--model", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "note: " in err and "trained on 32x32 RegionWorld videos only; this video is 64x64 (WxH)" in err
+    out = run_json(capsys, ["describe", video, "--region", BOX, "--model", str(folder)])
+    assert "32x32" in out["note"]
+    (folder / "train_config.json").write_text(json.dumps({"data": {"source": "world", "world": {"size": 64}}}))
+    assert run_json(capsys, ["track", video, "--region", "box:10,10,30,30@2", "--model", str(folder)])["note"] is None
 
 
 def test_options_are_asked_in_the_training_form_and_read_back():
@@ -133,7 +160,7 @@ def test_track_model_region_json_and_tracks_file(capsys, video, model_dir, tmp_p
     out = run_json(capsys, ["track", video, "--region", "box:10,10,30,30@2", "--model", model_dir,
                             "--out", str(out_file)])
     assert set(out) == {"video", "backend", "region", "sot_mode", "outline", "boxes", "out", "render", "model",
-                        "seconds"}
+                        "seconds", "note"}
     assert out["backend"] == "model" and out["region"] == "box:10,10,30,30@2" and out["render"] is None
     assert out["sot_mode"] == "generate" and not out["outline"]  # auto: this folder has no pointer head
     boxes = out["boxes"]

@@ -200,6 +200,7 @@ def track_video(args, progress: bool = False):
 def run_model_track(args) -> int:
     """The model backend: boxes per frame from the RegionLM model -> tracks.json with boxes only."""
     from regionlm.api import RegionLM, check_regions_fit, timed
+    from regionlm.ask_cli import show_note
     from regionlm.objects.base import ObjectsResult, ObjectTrack
     from regionlm.objects.io import BoxTrack, render_objects, write_objects_json
 
@@ -225,6 +226,7 @@ def run_model_track(args) -> int:
     prompts, (N, H, W) = check_regions_fit(args.video, regions, name="--region")
     model = RegionLM.load(args.model, device=args.device, progress=False, sot_mode=args.sot_mode,
                           outline=args.outline == "on")
+    note = show_note(model.video_note(H, W), args.json)
     xywh, secs = timed(model.track, args.video, region=prompts[0] if prompts else None, expression=expression)
     boxes = [None if b is None else [round(float(b[0]), 2), round(float(b[1]), 2), round(float(b[0] + b[2]), 2),
                                      round(float(b[1] + b[3]), 2)] for b in xywh]
@@ -242,7 +244,8 @@ def run_model_track(args) -> int:
         print(json.dumps({"video": str(args.video), "backend": MODEL_BACKEND, **what,
                           **({"sot_mode": mode} if regions else {"rsot_mode": mode}),
                           "outline": mode == "point" and model.system.outline is not None, "boxes": boxes,
-                          "out": str(out), "render": args.render, "model": model.path, "seconds": secs}))
+                          "out": str(out), "render": args.render, "model": model.path, "seconds": secs,
+                          "note": note}))
     else:
         print(f"{regions[0] if regions else repr(expression)}: a box on {len(track.masks)} of {N - first} frames "
               f"-> {out}")
@@ -254,6 +257,7 @@ def run_model_track(args) -> int:
 def run_grounded_track(args) -> int:
     """--expression with a mask backend: the object pipeline's tracks, the model picks the named one."""
     from regionlm.api import RegionLM, timed
+    from regionlm.ask_cli import show_note
     from regionlm.model.grounding import ground_video
     from regionlm.objects.base import ObjectsResult, ObjectTrack
     from regionlm.objects.io import render_objects, write_objects_json
@@ -268,9 +272,10 @@ def run_grounded_track(args) -> int:
     expression = args.expression.strip()
     if not expression:
         raise RegionLMError("--expression is empty; name the object, e.g. --expression \"the small red star\"")
-    with VideoReader(args.video):  # a missing or unreadable video fails here, before the model loads
-        pass
+    with VideoReader(args.video) as reader:  # a missing or unreadable video fails here, before the model loads
+        H, W = reader.height, reader.width
     model = RegionLM.load(args.model, device=args.device, progress=False)
+    note = show_note(model.video_note(H, W), args.json)
     (found, index, scores), secs = timed(ground_video, model.system, args.video, expression)
     picked = [] if index is None else [found.objects[index]]
     tracks = [ObjectTrack(id=1, label=expression, score=o.score, masks=o.masks) for o in picked]
@@ -286,7 +291,7 @@ def run_grounded_track(args) -> int:
         print(json.dumps({"video": str(args.video), "backend": args.backend, "expression": expression,
                           "picked": None if index is None else found.objects[index].id, "candidates": candidates,
                           "frames": frames, "out": str(out), "render": args.render, "model": model.path,
-                          "seconds": secs}))
+                          "seconds": secs, "note": note}))
     else:
         if index is None:
             print(f"{expression!r}: the object pipeline found no object -> {out}")
