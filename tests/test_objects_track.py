@@ -4,6 +4,7 @@
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -238,6 +239,31 @@ def test_box_tracker_on_real_video_prefix():
         pred.append([b[0], b[1], b[2] - b[0], b[3] - b[1]])
     ious = iou_xywh(np.array(pred), seq.boxes_xywh[:8])
     assert ious.min() > 0.5, np.round(ious, 2)
+
+
+def test_grabcut_refiner_on_a_scaled_crop_keeps_its_seeds_and_the_outline():
+    from regionlm.objects.classical.track import RefineInput, refine_grabcut
+
+    # a 300 x 400 crop: a textured red blob on a textured grey ground, the warped mask shifted 12 px off it
+    rng = np.random.default_rng(0)
+    crop = rng.integers(70, 110, (300, 400, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:300, :400]
+    truth = (yy - 150) ** 2 / 90 ** 2 + (xx - 200) ** 2 / 120 ** 2 <= 1
+    crop[truth] = np.array([40, 40, 200]) + rng.integers(0, 30, (int(truth.sum()), 1))  # BGR: red
+    warped = np.roll(truth, 12, axis=1).astype(np.float32)
+    colour = np.where(truth, 0.9, 0.1).astype(np.float32)
+
+    def refine(side):
+        return refine_grabcut(RefineInput(crop, warped, colour, band=20, colour_weight=1.0,
+                                          cfg=ClassicalTrackerConfig(grabcut_side=side)))
+
+    full, scaled = refine(0), refine(128)
+    iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+    assert iou(scaled, truth) > 0.95 and iou(full, truth) > 0.95 and iou(scaled, full) > 0.97
+    assert iou(warped > 0.5, truth) < 0.9  # the refiner moved the mask back onto the object
+    near = cv2.dilate((warped > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (41, 41))) > 0
+    assert not scaled[~near].any()  # outside the band stays background at full resolution
+    assert ClassicalTrackerConfig().grabcut_side == 128
 
 
 def test_mask_tracker_on_real_video_prefix():

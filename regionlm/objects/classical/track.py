@@ -61,6 +61,11 @@ class ClassicalTrackerConfig:
     match_max_cost: float = 0.1  # ... and below this x the object's contrast with its surroundings
     refine: str = "auto"  # a name in REFINERS
     grabcut_iters: int = 2
+    # GrabCut reads the crop scaled to at most this long side (0: full resolution); its labels are taken back at
+    # full resolution inside the uncertain band only, the sure core and background kept as seeded. Crops of
+    # 64 x 64 frames never reach it. On large frames the tracking step is 1.8x faster (the object pipeline on
+    # bedroom.mp4's first 40 frames), VOT bag AUC 86.4 either way (docs/RESULTS.md)
+    grabcut_side: int = 128
     band: float = 0.12  # half width of the uncertain band around the warped mask edge, x sqrt(mask area)
     min_band: int = 2  # pixels
     margin: float = 0.5  # crop around the object for the refiner, x the object's box size
@@ -272,13 +277,26 @@ def refine_grabcut(x: RefineInput) -> np.ndarray:
     gc[core] = cv2.GC_FGD
     if not (gc == cv2.GC_BGD).any():
         return (score > 0) & near
+    h, w = gc.shape
+    scale = min(1.0, x.cfg.grabcut_side / max(h, w)) if x.cfg.grabcut_side else 1.0
+    crop, work = x.crop, gc
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        crop = cv2.resize(x.crop, size, interpolation=cv2.INTER_AREA)
+        work = cv2.resize(gc, size, interpolation=cv2.INTER_NEAREST)
+        if not (work == cv2.GC_BGD).any() or not ((work == cv2.GC_FGD) | (work == cv2.GC_PR_FGD)).any():
+            crop, work = x.crop, gc  # the band vanished at that size: full resolution
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's global RNG: same input, same mask
     try:
-        cv2.grabCut(x.crop, gc, None, bgd, fgd, x.cfg.grabcut_iters, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(crop, work, None, bgd, fgd, x.cfg.grabcut_iters, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # degenerate colour statistics (e.g. a flat crop): keep the fused answer
         return (score > 0) & near
-    return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    fg = ((work == cv2.GC_FGD) | (work == cv2.GC_PR_FGD)).astype(np.uint8)
+    if work is gc:
+        return fg.astype(bool)
+    fg = cv2.resize(fg, (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return (fg & near) | core  # the seeds hold at full resolution: GrabCut never moves them
 
 
 def refine_auto(x: RefineInput) -> np.ndarray:
