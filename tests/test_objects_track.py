@@ -165,6 +165,9 @@ def test_registry_and_settings():
         create("tracker", "classical", no_such_setting=1)
     with pytest.raises(RegionLMError, match="refine must be one of"):
         ClassicalMaskTracker(ClassicalTrackerConfig(refine="magic"))
+    with pytest.raises(RegionLMError, match="grabcut_side must be 0"):
+        create("tracker", "classical", grabcut_side=8)
+    assert create("tracker", "classical", grabcut_side=0).cfg.grabcut_side == 0
     with pytest.raises(RegionLMError, match="no tracker named 'nope'"):
         create("tracker", "nope")
     assert set(BOX_TRACKERS) == {"classical", "csrt"}

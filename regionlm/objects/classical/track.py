@@ -100,6 +100,9 @@ class ClassicalTrackerConfig:
             raise RegionError(f"refine must be one of {', '.join(REFINERS)}, got {self.refine!r}")
         if self.colour_bins not in (2, 4, 8, 16, 32, 64):
             raise RegionError(f"colour_bins must be a power of 2 from 2 to 64, got {self.colour_bins!r}")
+        if not (isinstance(self.grabcut_side, int) and (self.grabcut_side == 0 or self.grabcut_side >= 16)):
+            raise RegionError(f"grabcut_side must be 0 (full resolution) or an integer >= 16, got "
+                              f"{self.grabcut_side!r}")
 
 
 # ------------------------------------------------------------------------------------------------ boxes, masks
