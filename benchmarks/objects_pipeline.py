@@ -15,6 +15,7 @@
 
     python benchmarks/objects_pipeline.py [--videos 50] [--skip-memory] [--memory-frames 200,2000]
                                           [--smooth-chroma-side 128] [--tracker-motion affine]
+                                          [--tracker-grabcut-side 0]
                                           [--out benchmarks/results/objects_pipeline.json]
 """
 
@@ -259,11 +260,15 @@ def main() -> int:
                          "default %(default)s)")
     ap.add_argument("--tracker-motion", choices=MOTIONS, help="the mask tracker's motion model (default: the "
                     f"tracker's, {ClassicalTrackerConfig.motion})")
+    ap.add_argument("--tracker-grabcut-side", type=int, help="the mask tracker's GrabCut work side (0: full "
+                    f"resolution; default the tracker's, {ClassicalTrackerConfig.grabcut_side})")
     ap.add_argument("--memory-frames", default="200,2000", help="lengths of the memory runs, comma separated")
     ap.add_argument("--out", default="benchmarks/results/objects_pipeline.json")
     args = ap.parse_args()
-    cfg = PipelineConfig(smooth_chroma_side=args.smooth_chroma_side,
-                         tracker_options={"motion": args.tracker_motion} if args.tracker_motion else {})
+    tracker_options = {"motion": args.tracker_motion} if args.tracker_motion else {}
+    if args.tracker_grabcut_side is not None:
+        tracker_options["grabcut_side"] = args.tracker_grabcut_side
+    cfg = PipelineConfig(smooth_chroma_side=args.smooth_chroma_side, tracker_options=tracker_options)
     load_before = os.getloadavg()
 
     worlds = [regionworld(args.videos, args.seed, cfg, decoded) for decoded in (False, True)]
